@@ -1,0 +1,1 @@
+//! SEV-SNP attestation reports.

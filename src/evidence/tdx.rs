@@ -1,0 +1,1 @@
+//! TDX quotes (v4, v5).

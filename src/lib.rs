@@ -1,0 +1,15 @@
+//! cvm-init: the in-guest agent that attests a confidential VM to the user's
+//! key broker and delivers the keys it gets back to storage and tmpfs.
+//!
+//! Module map (see `DESIGN.md`): `config` (what the measured image asks
+//! for), `attest` (hardware evidence, one backend per TEE), `evidence`
+//! (typed decoders for SNP reports and TDX quotes), `broker` (Trustee KBS
+//! client), `secrets` (zeroizing buffers and tmpfs delivery), `retry`
+//! (the one bounded backoff loop).
+
+pub mod attest;
+pub mod broker;
+pub mod config;
+pub mod evidence;
+pub mod retry;
+pub mod secrets;
