@@ -1,0 +1,170 @@
+#![allow(clippy::unwrap_used)]
+
+use super::cmdline::Overrides;
+use super::*;
+
+const MINIMAL: &str = r#"
+[broker]
+url = "https://kbs.example:8080"
+ca_cert = "/etc/cvm-init/broker-ca.pem"
+"#;
+
+fn err_of(text: &str) -> String {
+    Config::from_toml(text).unwrap_err().to_string()
+}
+
+#[test]
+fn minimal_config_gets_safe_defaults() {
+    let c = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(c.attester.kind, AttesterKind::Auto);
+    assert!(!c.attester.allow_simulated);
+    assert_eq!(c.failure.action, FailureAction::Halt);
+    assert_eq!(c.broker.key_alg, KeyAlgConfig::EcdhEsA256Kw);
+    assert!(!c.broker.insecure_http);
+}
+
+#[test]
+fn a_typo_is_an_error_naming_the_field() {
+    let e = err_of(&format!("{MINIMAL}\n[attester]\nknd = \"snp\"\n"));
+    assert!(e.contains("knd"), "{e}");
+    let e = err_of(&MINIMAL.replace("ca_cert", "ca_crt"));
+    assert!(e.contains("ca_crt"), "{e}");
+}
+
+#[test]
+fn the_broker_must_be_pinned() {
+    let e = err_of("[broker]\nurl = \"https://kbs.example\"\n");
+    assert!(
+        e.contains("broker.ca_cert") && e.contains("not pinned"),
+        "{e}"
+    );
+    let e = err_of(&format!("{MINIMAL}spki_sha256 = \"{}\"\n", "ab".repeat(32)));
+    assert!(e.contains("both"), "{e}");
+    let e = err_of("[broker]\nurl = \"https://kbs.example\"\nspki_sha256 = \"abc\"\n");
+    assert!(e.contains("64 hex"), "{e}");
+}
+
+#[test]
+fn plain_http_needs_the_explicit_insecure_flag() {
+    let e = err_of("[broker]\nurl = \"http://127.0.0.1:8080\"\n");
+    assert!(e.contains("insecure_http"), "{e}");
+    Config::from_toml("[broker]\nurl = \"http://127.0.0.1:8080\"\ninsecure_http = true\n").unwrap();
+}
+
+#[test]
+fn shell_on_failure_only_in_debug_images() {
+    let e = err_of(&format!("{MINIMAL}[failure]\naction = \"shell\"\n"));
+    assert!(
+        e.contains("failure.action") && e.contains("debug_image"),
+        "{e}"
+    );
+    Config::from_toml(&format!(
+        "{MINIMAL}[failure]\naction = \"shell\"\ndebug_image = true\n"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn resource_paths_follow_the_kbs_rule() {
+    for bad in ["a/b", "a/b/c/d", "a/.b/c", "a/b c/d", "/a/b"] {
+        let text =
+            format!("{MINIMAL}[[secret]]\nresource = \"{bad}\"\npath = \"/run/cvm-init/x\"\n");
+        let e = err_of(&text);
+        assert!(e.contains("resource path"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn secrets_only_to_run_with_private_modes() {
+    let base = format!("{MINIMAL}[[secret]]\nresource = \"default/tls/key\"\n");
+    let e = err_of(&format!("{base}path = \"/etc/key.pem\"\n"));
+    assert!(e.contains("secret[0].path"), "{e}");
+    let e = err_of(&format!("{base}path = \"/run/../etc/key.pem\"\n"));
+    assert!(e.contains("secret[0].path"), "{e}");
+    let e = err_of(&format!("{base}path = \"/run/k\"\nmode = \"0644\"\n"));
+    assert!(e.contains("secret[0].mode"), "{e}");
+    let e = err_of(&format!("{base}path = \"/run/k\"\nowner = \"root\"\n"));
+    assert!(e.contains("secret[0].owner"), "{e}");
+    let c = Config::from_toml(&format!(
+        "{base}path = \"/run/k\"\nmode = \"0640\"\nowner = \"0:33\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.secrets[0].mode_bits(), 0o640);
+    assert_eq!(c.secrets[0].owner_ids(), (0, 33));
+}
+
+#[test]
+fn volumes_are_checked_and_the_plan_dedups_resources() {
+    let text = format!(
+        r#"{MINIMAL}
+[[volume]]
+name = "data"
+device = "PARTLABEL=data"
+key = "default/disk/master"
+key_derivation = "hkdf"
+format = true
+mountpoint = "/sysroot/data"
+
+[[volume]]
+name = "logs"
+device = "/dev/vdc"
+key = "default/disk/master"
+key_derivation = "hkdf"
+mountpoint = "/sysroot/logs"
+
+[[secret]]
+resource = "default/tls/key"
+path = "/run/cvm-init/tls/key.pem"
+"#
+    );
+    let c = Config::from_toml(&text).unwrap();
+    let plan = c.plan();
+    let got: Vec<&str> = plan.resources.iter().map(|r| r.as_str()).collect();
+    assert_eq!(got, ["default/disk/master", "default/tls/key"]);
+    let shown = plan.to_string();
+    assert!(
+        shown.contains("formatted on first boot only if blank"),
+        "{shown}"
+    );
+    assert!(shown.contains("never formatted"), "{shown}");
+
+    let e = err_of(&text.replace("name = \"logs\"", "name = \"data\""));
+    assert!(e.contains("volume[1].name"), "{e}");
+    let e = err_of(&text.replace("PARTLABEL=data", "sdb"));
+    assert!(e.contains("volume[0].device"), "{e}");
+}
+
+#[test]
+fn relative_ca_path_is_taken_from_the_config_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[broker]\nurl = \"https://k\"\nca_cert = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.broker.ca_cert.unwrap(), dir.path().join("ca.pem"));
+    let e = Config::load(&dir.path().join("missing.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing.toml") && e.contains("--config"), "{e}");
+}
+
+#[test]
+fn cmdline_may_only_change_the_log_level() {
+    let o = Overrides::parse(
+        "root=/dev/vda cvm_init.log_level=debug cvm_init.broker.url=http://evil cvm_init.attester=simulated quiet",
+    );
+    assert_eq!(o.log_level, Some(LogLevel::Debug));
+    assert_eq!(o.ignored.len(), 2, "{:?}", o.ignored);
+    let mut c = Config::from_toml(MINIMAL).unwrap();
+    let before = c.broker.url.clone();
+    o.apply(&mut c);
+    assert_eq!(c.log.level, LogLevel::Debug);
+    assert_eq!(c.broker.url, before);
+    assert_eq!(c.attester.kind, AttesterKind::Auto);
+    let o = Overrides::parse("cvm_init.log_level=loud");
+    assert_eq!(o.log_level, None);
+    assert_eq!(o.ignored.len(), 1);
+}
