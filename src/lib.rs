@@ -11,5 +11,6 @@ pub mod attest;
 pub mod broker;
 pub mod config;
 pub mod evidence;
+pub mod logging;
 pub mod retry;
 pub mod secrets;

@@ -4,6 +4,9 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+mod tmpfs;
+pub use tmpfs::{check_target, write_secret, DeliveryError, Storage, Target};
+
 /// Key material or any other confidential bytes received from the broker.
 ///
 /// The buffer is wiped when dropped and `Debug` prints only the length, so a

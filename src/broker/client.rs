@@ -1,0 +1,369 @@
+//! The KBS client: one attested session that fetches every resource the
+//! plan needs.
+//!
+//! `POST /kbs/v0/auth` -> challenge nonce; `POST /kbs/v0/attest` with
+//! evidence whose REPORT_DATA commits to the nonce and our ephemeral key ->
+//! token; `GET /kbs/v0/resource/<path>` -> JWE to our key. Transient
+//! failures (network, 5xx, expired session) are retried with backoff within
+//! the configured deadline, each attempt with a fresh nonce; refusals
+//! (policy, attestation, version) and bad replies stop at once.
+
+use std::io::Read;
+use std::time::Duration;
+
+use kbs_types::{Attestation, Challenge, CompositeEvidence, Request, RuntimeData, Tee};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{HeaderValue, COOKIE, SET_COOKIE};
+
+use super::binding;
+use super::error::{excerpt, BrokerError, KbsErrorKind, PROTOCOL_VERSION};
+use super::jwe::EphemeralKey;
+use super::tls::{client_config, Pin};
+use crate::attest::Attester;
+use crate::config::{BrokerConfig, ResourcePath};
+use crate::retry::{retry, Attempt, Backoff, GaveUp};
+use crate::secrets::Secret;
+
+/// Largest reply body we read (resources are keys and certificates).
+const MAX_BODY: u64 = 1 << 20;
+const SESSION_COOKIE: &str = "kbs-session-id";
+
+/// A configured connection to the broker (no session yet).
+pub struct BrokerClient {
+    http: Client,
+    base: String,
+    config: BrokerConfig,
+}
+
+/// An attested session: the cookie and the token.
+struct Session {
+    cookie: Option<String>,
+    token: String,
+}
+
+impl BrokerClient {
+    /// Builds the HTTP client with TLS pinned as the config says.
+    pub fn new(config: &BrokerConfig) -> Result<Self, BrokerError> {
+        let mut builder = Client::builder()
+            .connect_timeout(config.connect_timeout())
+            .timeout(config.request_timeout())
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cvm-init/", env!("CARGO_PKG_VERSION")));
+        if config.url.starts_with("https://") {
+            let pin = match (&config.ca_cert, &config.spki_sha256) {
+                (Some(ca), _) => Pin::ca_file(ca)?,
+                (None, Some(hash)) => Pin::spki_hex(hash)?,
+                (None, None) => {
+                    return Err(BrokerError::Client(
+                        "broker.url is https but no pin is configured".to_owned(),
+                    ))
+                }
+            };
+            builder = builder
+                .tls_backend_preconfigured(client_config(&pin)?)
+                .https_only(true);
+        } else if !config.insecure_http {
+            return Err(BrokerError::Client(
+                "plain http needs broker.insecure_http = true (development only)".to_owned(),
+            ));
+        } else {
+            log::warn!(
+                "broker {} is plain HTTP: the broker is NOT authenticated (development only)",
+                config.url
+            );
+        }
+        let http = builder
+            .build()
+            .map_err(|e| BrokerError::Client(error_chain(&e)))?;
+        Ok(Self {
+            http,
+            base: format!("{}/kbs/v0", config.url.trim_end_matches('/')),
+            config: config.clone(),
+        })
+    }
+
+    /// Attests once and fetches every resource in `resources`, in order.
+    /// Resources already fetched are kept across retries; a new session is
+    /// made only when the previous one failed transiently.
+    pub fn fetch_all(
+        &self,
+        attester: &dyn Attester,
+        key: &EphemeralKey,
+        resources: &[ResourcePath],
+    ) -> Result<Vec<(ResourcePath, Secret)>, BrokerError> {
+        let mut got: Vec<Option<Secret>> = vec![None; resources.len()];
+        let backoff = Backoff::with_deadline(self.config.deadline());
+        let outcome = retry(
+            backoff,
+            |attempt, left| {
+                self.attempt(attester, key, resources, &mut got, attempt, left)
+                    .map_err(|e| {
+                        if e.is_transient() {
+                            Attempt::Transient(e)
+                        } else {
+                            Attempt::Permanent(e)
+                        }
+                    })
+            },
+            |attempt, e, wait| {
+                log::warn!(
+                    "broker attempt {attempt} failed, retrying in {} ms: {e}",
+                    wait.as_millis()
+                )
+            },
+        );
+        match outcome {
+            Ok(()) => Ok(resources
+                .iter()
+                .cloned()
+                .zip(got.into_iter().flatten())
+                .collect()),
+            Err(GaveUp::Permanent(e)) => Err(e),
+            Err(GaveUp::Deadline { attempts, last }) => Err(BrokerError::Deadline {
+                attempts,
+                secs: self.config.deadline_secs,
+                last: Box::new(last),
+            }),
+        }
+    }
+
+    fn attempt(
+        &self,
+        attester: &dyn Attester,
+        key: &EphemeralKey,
+        resources: &[ResourcePath],
+        got: &mut [Option<Secret>],
+        attempt: u32,
+        left: Duration,
+    ) -> Result<(), BrokerError> {
+        let timeout = self
+            .config
+            .request_timeout()
+            .min(left.max(Duration::from_secs(1)));
+        let session = self.handshake(attester, key, attempt, timeout)?;
+        for (resource, slot) in resources.iter().zip(got.iter_mut()) {
+            if slot.is_none() {
+                *slot = Some(self.get_resource(&session, key, resource, timeout)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn handshake(
+        &self,
+        attester: &dyn Attester,
+        key: &EphemeralKey,
+        attempt: u32,
+        timeout: Duration,
+    ) -> Result<Session, BrokerError> {
+        let tee = attester.tee();
+        let sim = if tee == Tee::Sample {
+            " [SIMULATED TEE: NOT SECURE]"
+        } else {
+            ""
+        };
+        log::info!(
+            "broker {}: attempt {attempt}, TEE {tee}{sim} ({})",
+            self.config.url,
+            attester.describe()
+        );
+        let request = Request {
+            version: PROTOCOL_VERSION.to_owned(),
+            tee,
+            extra_params: serde_json::Value::Object(Default::default()),
+        };
+        let url = format!("{}/auth", self.base);
+        let reply = self.send(self.http.post(&url).json(&request), &url, timeout)?;
+        let cookie = session_cookie(&reply);
+        let challenge: Challenge = json_reply(reply, &url)?;
+        if challenge.nonce.is_empty() || challenge.nonce.len() > 1024 {
+            return Err(BrokerError::BadReply {
+                url,
+                what: format!(
+                    "the challenge nonce is {} characters long; expected a short base64 string",
+                    challenge.nonce.len()
+                ),
+            });
+        }
+
+        let tee_pubkey = key.public_jwk();
+        let digest = binding::runtime_data_digest(&challenge.nonce, &tee_pubkey, "")
+            .map_err(|e| BrokerError::Binding(e.to_string()))?;
+        log::info!(
+            "attesting{sim}: nonce {}, REPORT_DATA binds SHA-384 {}",
+            challenge.nonce,
+            hex::encode(digest)
+        );
+        let evidence = attester.evidence(&digest)?;
+        let attestation = Attestation {
+            init_data: None,
+            runtime_data: RuntimeData {
+                nonce: challenge.nonce,
+                tee_pubkey,
+            },
+            tee_evidence: CompositeEvidence {
+                primary_evidence: evidence,
+                additional_evidence: String::new(),
+            },
+        };
+        let url = format!("{}/attest", self.base);
+        let mut req = self.http.post(&url).json(&attestation);
+        if let Some(c) = &cookie {
+            req = req.header(COOKIE, format!("{SESSION_COOKIE}={c}"));
+        }
+        let reply = self.send(req, &url, timeout)?;
+        let cookie = session_cookie(&reply).or(cookie);
+        #[derive(serde::Deserialize)]
+        struct TokenReply {
+            token: String,
+        }
+        let TokenReply { token } = json_reply(reply, &url)?;
+        log::info!("attestation accepted{sim}; session established");
+        Ok(Session { cookie, token })
+    }
+
+    fn get_resource(
+        &self,
+        session: &Session,
+        key: &EphemeralKey,
+        resource: &ResourcePath,
+        timeout: Duration,
+    ) -> Result<Secret, BrokerError> {
+        let url = format!("{}/resource/{resource}", self.base);
+        let mut req = self.http.get(&url).bearer_auth(&session.token);
+        if let Some(c) = &session.cookie {
+            req = req.header(COOKIE, format!("{SESSION_COOKIE}={c}"));
+        }
+        let reply = self.send(req, &url, timeout)?;
+        let body = read_body(reply, &url)?;
+        let secret = key.decrypt(&body).map_err(|source| BrokerError::Jwe {
+            resource: resource.to_string(),
+            source,
+        })?;
+        log::info!("resource {resource}: received {} bytes", secret.len());
+        Ok(secret)
+    }
+
+    /// Sends a request; non-2xx replies become classified errors.
+    fn send(
+        &self,
+        req: RequestBuilder,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<Response, BrokerError> {
+        let reply = req
+            .timeout(timeout)
+            .send()
+            .map_err(|e| transport_error(url, &e))?;
+        let status = reply.status();
+        if status.is_success() {
+            return Ok(reply);
+        }
+        let body = read_limited(reply, 64 * 1024).unwrap_or_default();
+        #[derive(serde::Deserialize)]
+        struct KbsErrorBody {
+            #[serde(rename = "type")]
+            ty: String,
+            #[serde(default)]
+            detail: String,
+        }
+        match serde_json::from_slice::<KbsErrorBody>(&body) {
+            Ok(e) if !e.ty.is_empty() => Err(BrokerError::Refused {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                kind: KbsErrorKind::from_type(&e.ty, &e.detail),
+                detail: e.detail,
+            }),
+            _ => Err(BrokerError::Status {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                body: excerpt(&body),
+            }),
+        }
+    }
+}
+
+fn session_cookie(reply: &Response) -> Option<String> {
+    reply
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v: &HeaderValue| v.to_str().ok())
+        .find_map(|v| {
+            let first = v.split(';').next()?.trim();
+            let (name, value) = first.split_once('=')?;
+            (name == SESSION_COOKIE).then(|| value.to_owned())
+        })
+}
+
+fn read_limited(reply: Response, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    reply.take(limit + 1).read_to_end(&mut body)?;
+    Ok(body)
+}
+
+fn read_body(reply: Response, url: &str) -> Result<Vec<u8>, BrokerError> {
+    let body = read_limited(reply, MAX_BODY).map_err(|e| BrokerError::Unreachable {
+        url: url.to_owned(),
+        reason: format!("reading the reply failed: {e}"),
+    })?;
+    if body.len() as u64 > MAX_BODY {
+        return Err(BrokerError::BadReply {
+            url: url.to_owned(),
+            what: format!("the reply is larger than {MAX_BODY} bytes"),
+        });
+    }
+    Ok(body)
+}
+
+fn json_reply<T: serde::de::DeserializeOwned>(
+    reply: Response,
+    url: &str,
+) -> Result<T, BrokerError> {
+    let body = read_body(reply, url)?;
+    serde_json::from_slice(&body).map_err(|e| BrokerError::BadReply {
+        url: url.to_owned(),
+        what: format!(
+            "expected a KBS JSON reply ({e}); it starts with {:?}: is this URL a Trustee KBS?",
+            excerpt(&body)
+        ),
+    })
+}
+
+/// Classifies a failed send: a certificate that is not the pinned one is
+/// final; everything else at the transport level is worth a retry.
+fn transport_error(url: &str, e: &reqwest::Error) -> BrokerError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(reason)) = tls {
+            return BrokerError::NotPinned {
+                url: url.to_owned(),
+                reason: format!("{reason:?}"),
+            };
+        }
+        source = err.source();
+    }
+    BrokerError::Unreachable {
+        url: url.to_owned(),
+        reason: error_chain(e),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,83 @@
+//! The commands behind `main`: each loads what it needs, calls the library
+//! and turns errors into `anyhow` with context for the console.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use cvm_init::attest::{self, Paths};
+use cvm_init::broker::jwe::{EphemeralKey, KeyAlg};
+use cvm_init::broker::BrokerClient;
+use cvm_init::config::{cmdline::Overrides, Config, KeyAlgConfig, ResourcePath};
+use cvm_init::secrets::{self, Storage, Target};
+
+/// Options every command that talks to the broker shares.
+pub struct Common<'a> {
+    pub config: &'a Path,
+    pub cmdline: &'a Path,
+    pub allow_simulated_tee: bool,
+}
+
+/// Loads the config, applies the allowed command-line overrides and sets
+/// the log level.
+fn load(config: &Path, cmdline: &Path) -> Result<Config> {
+    let mut config = Config::load(config)?;
+    let overrides = Overrides::read(cmdline);
+    for ignored in &overrides.ignored {
+        log::warn!("kernel command line: ignored {ignored}");
+    }
+    overrides.apply(&mut config);
+    cvm_init::logging::set_level(config.log.level.to_filter());
+    Ok(config)
+}
+
+pub fn check_config(config_path: &Path, cmdline: &Path) -> Result<()> {
+    let config = load(config_path, cmdline)?;
+    println!("config {} is valid", config_path.display());
+    println!("{}", config.plan());
+    Ok(())
+}
+
+pub fn fetch(
+    common: &Common<'_>,
+    resource: &str,
+    output: &Path,
+    allow_persistent_output: bool,
+) -> Result<()> {
+    let resource: ResourcePath = resource
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))
+        .context("the RESOURCE argument")?;
+    let storage = if allow_persistent_output {
+        Storage::AllowPersistent
+    } else {
+        Storage::MemoryOnly
+    };
+    // Refuse a bad output path before any attestation happens.
+    secrets::check_target(output, storage)?;
+    let config = load(common.config, common.cmdline)?;
+    let allow_sim = common.allow_simulated_tee || config.attester.allow_simulated;
+    let attester = attest::select(config.attester.kind, allow_sim, &Paths::default())
+        .context("choosing the attester")?;
+    let key = EphemeralKey::generate(match config.broker.key_alg {
+        KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,
+        KeyAlgConfig::RsaOaep256 => KeyAlg::RsaOaep256,
+    })?;
+    let client = BrokerClient::new(&config.broker)?;
+    let mut fetched = client
+        .fetch_all(attester.as_ref(), &key, std::slice::from_ref(&resource))
+        .with_context(|| format!("fetching {resource} from {}", config.broker.url))?;
+    let (_, secret) = fetched
+        .pop()
+        .context("the broker session returned no resource")?;
+    let target = Target {
+        storage,
+        ..Target::default()
+    };
+    secrets::write_secret(output, &secret, target)?;
+    log::info!(
+        "wrote {resource} ({} bytes) to {} (mode 0600)",
+        secret.len(),
+        output.display()
+    );
+    Ok(())
+}
