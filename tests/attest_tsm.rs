@@ -35,10 +35,12 @@ struct FakeKernel {
     auxblob: Option<Vec<u8>>,
     /// Extra generation bumps for successive inblob writes (a racing writer).
     race: Mutex<Vec<u64>>,
-    /// What was written to inblob, in order.
-    inblobs: Mutex<Vec<Vec<u8>>>,
+    /// Every attribute write, in order: (attribute, bytes).
+    writes: Mutex<Vec<(String, Vec<u8>)>>,
     /// `mkdir` fails like the kernel does without a provider (ENXIO).
     no_provider: bool,
+    /// SNP under an SVSM: the lowest VMPL the guest may ask for.
+    privlevel_floor: Option<u64>,
 }
 
 impl FakeKernel {
@@ -48,9 +50,19 @@ impl FakeKernel {
             outblob,
             auxblob,
             race: Mutex::new(Vec::new()),
-            inblobs: Mutex::new(Vec::new()),
+            writes: Mutex::new(Vec::new()),
             no_provider: false,
+            privlevel_floor: None,
         }
+    }
+
+    fn written(&self, attr: &str) -> Vec<Vec<u8>> {
+        let writes = self.writes.lock().expect("lock");
+        writes
+            .iter()
+            .filter(|(a, _)| a == attr)
+            .map(|(_, d)| d.clone())
+            .collect()
     }
 
     fn generation(entry: &Path) -> u64 {
@@ -75,6 +87,10 @@ impl TsmFs for FakeKernel {
         if self.auxblob.is_some() {
             std::fs::write(path.join("auxblob"), b"")?;
         }
+        if let Some(floor) = self.privlevel_floor {
+            std::fs::write(path.join("privlevel_floor"), format!("{floor}\n"))?;
+            std::fs::write(path.join("privlevel"), format!("{floor}\n"))?;
+        }
         Ok(())
     }
 
@@ -88,13 +104,19 @@ impl TsmFs for FakeKernel {
 
     fn write(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
         std::fs::write(path, data)?;
-        if path.file_name().and_then(|n| n.to_str()) == Some("inblob") {
-            let entry = path.parent().expect("entry");
-            self.inblobs.lock().expect("lock").push(data.to_vec());
+        let attr = path.file_name().and_then(|n| n.to_str()).expect("attr");
+        let entry = path.parent().expect("entry");
+        self.writes
+            .lock()
+            .expect("lock")
+            .push((attr.to_owned(), data.to_vec()));
+        // Every attribute write bumps generation, as in the kernel.
+        let g = Self::generation(entry) + 1;
+        std::fs::write(entry.join("generation"), format!("{g}\n"))?;
+        if attr == "inblob" {
             let mut race = self.race.lock().expect("lock");
             let extra = if race.is_empty() { 0 } else { race.remove(0) };
-            let g = Self::generation(entry) + 1 + extra;
-            std::fs::write(entry.join("generation"), format!("{g}\n"))?;
+            std::fs::write(entry.join("generation"), format!("{}\n", g + extra))?;
             std::fs::write(entry.join("outblob"), &self.outblob)?;
             if let Some(aux) = &self.auxblob {
                 std::fs::write(entry.join("auxblob"), aux)?;
@@ -190,9 +212,10 @@ fn snp_evidence_with_vcek_matches_trustee_form() {
     let v = a.evidence(&DIGEST).expect("evidence");
 
     // We wrote exactly the REPORT_DATA, once.
-    assert_eq!(
-        *k.inblobs.lock().expect("lock"),
-        [report_data(&DIGEST).to_vec()]
+    assert_eq!(k.written("inblob"), [report_data(&DIGEST).to_vec()]);
+    assert!(
+        k.written("privlevel").is_empty(),
+        "no floor, no privlevel write"
     );
 
     // Same JSON as Trustee's sample evidence, but for the REPORT_DATA we bound.
@@ -386,10 +409,7 @@ fn provider_mismatch_is_an_error() {
         (expected.as_str(), found.as_str()),
         ("tdx_guest", "sev_guest")
     );
-    assert!(
-        snp.inblobs.lock().expect("lock").is_empty(),
-        "no request made"
-    );
+    assert!(snp.written("inblob").is_empty(), "no request made");
 
     let tdx = Arc::new(FakeKernel::new("tdx_guest", vec![1], None));
     let err = SnpAttester::with_tsm(fx.tsm(&tdx))
@@ -422,7 +442,7 @@ fn generation_race_retries_once_then_fails() {
     SnpAttester::with_tsm(fx.tsm(&k))
         .evidence(&DIGEST)
         .expect("retry succeeds");
-    assert_eq!(k.inblobs.lock().expect("lock").len(), 2);
+    assert_eq!(k.written("inblob").len(), 2);
     fx.assert_clean();
 
     // A racing writer on both attempts: refused.
@@ -480,5 +500,21 @@ fn auto_with_unknown_provider_or_none_registered_lists_what_it_saw() {
         msg.contains(&fx.paths.dev.join("sev-guest").display().to_string()),
         "{msg}"
     );
+    fx.assert_clean();
+}
+
+#[test]
+fn snp_under_svsm_requests_at_privlevel_floor() {
+    let fx = Fixture::new();
+    let mut k = FakeKernel::new("sev_guest", snp_report_bound_to(&DIGEST), None);
+    k.privlevel_floor = Some(2);
+    let k = Arc::new(k);
+    SnpAttester::with_tsm(fx.tsm(&k))
+        .evidence(&DIGEST)
+        .expect("two writes, generation +2, no race");
+    let writes = k.writes.lock().expect("lock").clone();
+    let attrs: Vec<_> = writes.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(attrs, ["privlevel", "inblob"]);
+    assert_eq!(writes[0].1, b"2\n");
     fx.assert_clean();
 }

@@ -172,7 +172,7 @@ pub enum AttestError {
     },
 
     #[error(
-        "configfs-tsm: {}: generation went from {before} to {after} around our single write to inblob \
+        "configfs-tsm: {}: generation went from {before} to {after} around our writes (privlevel, inblob) \
          (twice): another process is writing to the same report entry, so the report could bind \
          its data. Stop the other writer and retry",
         .path.display()
@@ -183,8 +183,8 @@ pub enum AttestError {
         after: u64,
     },
 
-    #[error("configfs-tsm: {}: cannot parse generation {content:?} as a number", .path.display())]
-    BadGeneration { path: PathBuf, content: String },
+    #[error("configfs-tsm: {}: cannot parse {content:?} as a number", .path.display())]
+    BadNumber { path: PathBuf, content: String },
 
     #[error("configfs-tsm: {} is empty: the TEE returned no report", .path.display())]
     EmptyOutblob { path: PathBuf },

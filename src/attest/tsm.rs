@@ -8,11 +8,12 @@
 //!    `generation`, ...). It fails with `ENXIO` when no TSM provider is
 //!    registered (the `sev-guest` / `tdx-guest` module is not loaded).
 //! 2. read `provider` (`"sev_guest\n"`, `"tdx_guest\n"`) and `generation`;
-//! 3. write the 64-byte REPORT_DATA to `inblob` (one write, one close: the
-//!    kernel increments `generation` once);
+//! 3. if `privlevel_floor` is above 0 (an SVSM below us), write it to
+//!    `privlevel`; write the 64-byte REPORT_DATA to `inblob` (one write, one
+//!    close). The kernel increments `generation` once per attribute write;
 //! 4. read `outblob` (the kernel asks the TEE for the report/quote now) and,
 //!    for SNP, `auxblob` (the GHCB certificate table);
-//! 5. re-read `generation`: anything but "before + 1" means another process
+//! 5. re-read `generation`: anything but "before + our writes" means another process
 //!    wrote to the same entry between our write and our read, so the blob may
 //!    bind someone else's data. We retry once with a fresh entry, then fail;
 //! 6. `rmdir` the entry, in `Drop`, so it is removed on error too.
@@ -174,7 +175,23 @@ impl Tsm {
             });
         }
         let before = entry.read_generation()?;
+        let mut writes = 0u64;
+        // Under an SVSM the guest kernel runs at a VMPL above 0 and the
+        // kernel publishes that as `privlevel_floor`; a report must be asked
+        // for at that level or above. Every attribute write bumps
+        // `generation`, so it is counted.
+        if let Some(floor) = entry.read_privlevel_floor()? {
+            if floor > 0 {
+                log::info!(
+                    "configfs-tsm: privlevel_floor is {floor} (e.g. running under an SVSM); \
+                     requesting the report at privilege level {floor}"
+                );
+                entry.write("privlevel", format!("{floor}\n").as_bytes())?;
+                writes += 1;
+            }
+        }
         entry.write("inblob", report_data)?;
+        writes += 1;
         let outblob = entry.read("outblob")?;
         if outblob.is_empty() {
             return Err(AttestError::EmptyOutblob {
@@ -187,7 +204,7 @@ impl Tsm {
             None
         };
         let after = entry.read_generation()?;
-        if after != before.wrapping_add(1) {
+        if after != before.wrapping_add(writes) {
             return Err(AttestError::GenerationRace {
                 path: entry.path.clone(),
                 before,
@@ -274,13 +291,26 @@ impl<'a> Entry<'a> {
         Ok(String::from_utf8_lossy(&raw).trim().to_owned())
     }
 
-    fn read_generation(&self) -> Result<u64, AttestError> {
-        let raw = self.read("generation")?;
-        let text = String::from_utf8_lossy(&raw);
-        text.trim().parse().map_err(|_| AttestError::BadGeneration {
-            path: self.path.join("generation"),
+    fn parse_number(&self, attr: &str, raw: &[u8]) -> Result<u64, AttestError> {
+        let text = String::from_utf8_lossy(raw);
+        text.trim().parse().map_err(|_| AttestError::BadNumber {
+            path: self.path.join(attr),
             content: text.into_owned(),
         })
+    }
+
+    fn read_generation(&self) -> Result<u64, AttestError> {
+        let raw = self.read("generation")?;
+        self.parse_number("generation", &raw)
+    }
+
+    /// `privlevel_floor` exists only where the provider has privilege
+    /// levels (SNP VMPLs); absent means 0.
+    fn read_privlevel_floor(&self) -> Result<Option<u64>, AttestError> {
+        match self.read_optional("privlevel_floor")? {
+            Some(raw) => self.parse_number("privlevel_floor", &raw).map(Some),
+            None => Ok(None),
+        }
     }
 }
 
