@@ -29,6 +29,26 @@ pub enum ChainLink {
     VekSignsReport,
 }
 
+impl ChainLink {
+    /// What a failure of this link usually means, for the error message.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ChainLink::ArkSelfSigned => "the ARK given is not a valid AMD root; use AMD's ARK",
+            ChainLink::ArkSignsAsk => {
+                "the ASK/ASVK and the ARK belong to different products, or one is not AMD's"
+            }
+            ChainLink::AskSignsVek => {
+                "the VCEK/VLEK was not issued by this ASK/ASVK: it is for another product or not \
+                 a genuine AMD certificate"
+            }
+            ChainLink::VekSignsReport => {
+                "the report was not signed by this VCEK/VLEK: wrong chip or TCB, or the report \
+                 was modified"
+            }
+        }
+    }
+}
+
 impl fmt::Display for ChainLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -60,7 +80,10 @@ pub enum EvidenceError {
     SnpUnsupportedVersion { version: u32 },
 
     /// The `sev` crate refused a report we had accepted by size and version.
-    #[error("SNP attestation report v{version} could not be decoded: {reason}")]
+    #[error(
+        "SNP attestation report v{version} could not be decoded: {reason} (reserved fields must \
+         be zero; the report is malformed or from firmware newer than this decoder)"
+    )]
     SnpDecode { version: u32, reason: String },
 
     // ---- TDX quote --------------------------------------------------------
@@ -130,7 +153,7 @@ pub enum EvidenceError {
     MissingCertificate { what: &'static str, hint: String },
 
     /// A signature in the chain did not verify.
-    #[error("SNP verification failed at \"{link}\" ({product}): {detail}")]
+    #[error("SNP verification failed at \"{link}\" ({product}): {detail}; {}", .link.hint())]
     ChainLinkFailed {
         link: ChainLink,
         product: String,

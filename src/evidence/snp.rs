@@ -957,12 +957,15 @@ fn verify_chain_inner(inp: &ChainInputs<'_>) -> Result<VerifiedBy, EvidenceError
     }
 
     if is_vlek {
-        let p = declared.map_or("<product>".to_string(), |p| p.name().to_ascii_lowercase());
+        let (kds, file) = declared
+            .map_or(("<product>".to_string(), "<product>".to_string()), |p| {
+                (p.name().to_string(), p.name().to_ascii_lowercase())
+            });
         return Err(EvidenceError::MissingCertificate {
             what: "ASVK",
             hint: format!(
-                "a VLEK is signed by the ASVK (CN SEV-VLEK-<product>), which is not built in; \
-                 pass AMD KDS /vlek/v1/<product>/cert_chain or amd-{p}-ask-ark-asvk.pem as the ASK"
+                "a VLEK is signed by the ASVK (CN SEV-VLEK-{kds}), which is not built in; pass \
+                 AMD KDS /vlek/v1/{kds}/cert_chain or amd-{file}-ask-ark-asvk.pem as the ASK"
             ),
         });
     }
