@@ -136,6 +136,32 @@ pub enum AttesterKind {
     Simulated,
 }
 
+impl fmt::Display for AttesterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttesterKind::Auto => "auto",
+            AttesterKind::Snp => "snp",
+            AttesterKind::Tdx => "tdx",
+            AttesterKind::Simulated => "simulated",
+        })
+    }
+}
+
+impl std::str::FromStr for AttesterKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(AttesterKind::Auto),
+            "snp" => Ok(AttesterKind::Snp),
+            "tdx" => Ok(AttesterKind::Tdx),
+            "simulated" => Ok(AttesterKind::Simulated),
+            other => Err(format!(
+                "unknown attester {other:?}: expected auto, snp, tdx or simulated"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttesterConfig {
@@ -615,7 +641,7 @@ impl fmt::Display for Plan {
         } else {
             ""
         };
-        writeln!(f, "attester: {:?}{sim}", c.attester.kind)?;
+        writeln!(f, "attester: {}{sim}", c.attester.kind)?;
         writeln!(f, "resources fetched in one session:")?;
         if self.resources.is_empty() {
             writeln!(f, "  (none)")?;

@@ -1,0 +1,443 @@
+//! The KBS endpoints: /kbs/v0/auth, /kbs/v0/attest, /kbs/v0/resource/..
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use cvm_init::broker::binding::{report_data, runtime_data_digest};
+use cvm_init::broker::jwe::{self, EphemeralKey, KeyAlg};
+use kbs_types::{Attestation, Request, TeePubKey};
+use rand::RngCore;
+
+use crate::policy::Policy;
+use crate::Args;
+
+const VERSION: &str = "0.4.0";
+const SESSION_TTL: Duration = Duration::from_secs(300);
+const ERR_BASE: &str = "https://github.com/confidential-containers/kbs/errors/";
+
+/// A fault to inject, for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Sleep this long before every reply.
+    Delay(Duration),
+    /// Answer every request (or the first `--fault-count`) with this status.
+    Status(u16),
+    /// Refuse every resource by policy.
+    Deny,
+    /// Check the attestation against a nonce other than the one issued.
+    WrongNonce,
+    /// Flip a byte of every JWE ciphertext.
+    CorruptJwe,
+    /// Encrypt resources to a key that is not the agent's.
+    WrongKey,
+    /// Answer with an HTML page and status 200 (a captive portal or proxy).
+    Html,
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, value) = s.split_once('=').unwrap_or((s, ""));
+        Ok(match name {
+            "delay" => Fault::Delay(Duration::from_millis(
+                value.parse().map_err(|_| "delay=MILLISECONDS".to_owned())?,
+            )),
+            "status" => Fault::Status(value.parse().map_err(|_| "status=CODE".to_owned())?),
+            "deny" => Fault::Deny,
+            "wrong-nonce" => Fault::WrongNonce,
+            "corrupt-jwe" => Fault::CorruptJwe,
+            "wrong-key" => Fault::WrongKey,
+            "html" => Fault::Html,
+            other => return Err(format!("unknown fault {other:?}")),
+        })
+    }
+}
+
+struct Session {
+    nonce: String,
+    tee: String,
+    created: Instant,
+    attested: Option<Attested>,
+}
+
+struct Attested {
+    token: String,
+    pubkey: TeePubKey,
+    measurement: String,
+}
+
+struct Broker {
+    resources: PathBuf,
+    policy: Policy,
+    faults: Vec<Fault>,
+    fault_count: Option<u64>,
+    requests: AtomicU64,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl Broker {
+    fn has(&self, f: &Fault) -> bool {
+        self.faults.contains(f)
+    }
+}
+
+pub async fn run(args: Args, policy: Policy) -> Result<()> {
+    let broker = Arc::new(Broker {
+        resources: args.resources.clone(),
+        policy,
+        faults: args.faults.clone(),
+        fault_count: args.fault_count,
+        requests: AtomicU64::new(0),
+        sessions: Mutex::new(HashMap::new()),
+    });
+    let app = Router::new()
+        .route("/kbs/v0/auth", post(auth))
+        .route("/kbs/v0/attest", post(attest))
+        .route("/kbs/v0/resource/{repo}/{ty}/{tag}", get(resource))
+        .layer(axum::middleware::from_fn_with_state(broker.clone(), faults))
+        .with_state(broker);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if args.insecure_http { "http" } else { "https" };
+    let url = format!("{scheme}://{addr}");
+    if args.insecure_http {
+        announce(&args, &url)?;
+        axum::serve(listener, app).await?;
+        return Ok(());
+    }
+    let acceptor = crate::tls::acceptor(crate::tls::server_config(args.tls_dir.as_deref())?);
+    announce(&args, &url)?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+        });
+    }
+}
+
+fn announce(args: &Args, url: &str) -> Result<()> {
+    eprintln!(
+        "kbs-dev: listening on {url} (resources from {})",
+        args.resources.display()
+    );
+    if let Some(dir) = &args.tls_dir {
+        eprintln!("kbs-dev: pin the CA at {}", dir.join("ca.pem").display());
+    }
+    if let Some(path) = &args.ready_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, url)?;
+        std::fs::rename(&tmp, path)?;
+    }
+    Ok(())
+}
+
+/// Injects the delay, status and HTML faults around every request.
+async fn faults(
+    State(b): State<Arc<Broker>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let n = b.requests.fetch_add(1, Ordering::SeqCst);
+    for f in &b.faults {
+        if let Fault::Delay(d) = f {
+            tokio::time::sleep(*d).await;
+        }
+    }
+    let active = b.fault_count.is_none_or(|limit| n < limit);
+    if active {
+        for f in &b.faults {
+            match f {
+                Fault::Status(code) => {
+                    let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY);
+                    return (status, "injected fault").into_response();
+                }
+                Fault::Html => {
+                    return (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "text/html")],
+                        "<html><body>Please log in to the hotel wifi</body></html>",
+                    )
+                        .into_response()
+                }
+                _ => {}
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// A KBS error reply: 401, JSON body, no Content-Type (as Trustee sends).
+fn kbs_error(variant: &str, detail: &str) -> Response {
+    let body = serde_json::json!({"type": format!("{ERR_BASE}{variant}"), "detail": detail});
+    let mut resp = Response::new(axum::body::Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    resp
+}
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+async fn auth(State(b): State<Arc<Broker>>, body: Bytes) -> Response {
+    let req: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kbs-dev: /auth: bad request: {e}");
+            return kbs_error("InvalidRequest", &format!("bad request: {e}"));
+        }
+    };
+    if req.version != VERSION {
+        return kbs_error(
+            "AttestationError",
+            &format!(
+                "KBS Client Protocol Version Mismatch: expect ={VERSION} while the request is {}",
+                req.version
+            ),
+        );
+    }
+    let mut nonce = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let nonce = STANDARD.encode(nonce);
+    let id = random_hex(16);
+    let tee = req.tee.to_string();
+    eprintln!("kbs-dev: /auth: session {id}, tee {tee}");
+    if let Ok(mut s) = b.sessions.lock() {
+        s.retain(|_, v| v.created.elapsed() < SESSION_TTL);
+        s.insert(
+            id.clone(),
+            Session {
+                nonce: nonce.clone(),
+                tee,
+                created: Instant::now(),
+                attested: None,
+            },
+        );
+    }
+    let body = serde_json::json!({"nonce": nonce, "extra-params": ""});
+    (
+        [(
+            header::SET_COOKIE,
+            format!("kbs-session-id={id}; Path=/kbs/v0; HttpOnly"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn cookie_session(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix("kbs-session-id=").map(str::to_owned))
+}
+
+async fn attest(State(b): State<Arc<Broker>>, headers: HeaderMap, body: Bytes) -> Response {
+    let fail = |why: String| {
+        eprintln!("kbs-dev: /attest refused: {why}");
+        kbs_error("AttestationError", "RCAR handshake Attest failed")
+    };
+    let Some(id) = cookie_session(&headers) else {
+        return fail("no kbs-session-id cookie".to_owned());
+    };
+    let (nonce, tee) = match b.sessions.lock().ok().and_then(|s| {
+        s.get(&id)
+            .filter(|v| v.created.elapsed() < SESSION_TTL)
+            .map(|v| (v.nonce.clone(), v.tee.clone()))
+    }) {
+        Some(v) => v,
+        None => return fail(format!("unknown or expired session {id}")),
+    };
+    let att: Attestation = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("bad attestation body: {e}")),
+    };
+    let expected_nonce = if b.has(&Fault::WrongNonce) {
+        "injected-wrong-nonce".to_owned()
+    } else {
+        nonce
+    };
+    if att.runtime_data.nonce != expected_nonce {
+        return fail("runtime-data nonce is not the session's nonce".to_owned());
+    }
+    let digest = match runtime_data_digest(
+        &att.runtime_data.nonce,
+        &att.runtime_data.tee_pubkey,
+        &att.tee_evidence.additional_evidence,
+    ) {
+        Ok(d) => d,
+        Err(e) => return fail(format!("cannot hash runtime data: {e}")),
+    };
+    let measurement = match verify(&tee, &att.tee_evidence.primary_evidence, &digest) {
+        Ok(m) => m,
+        Err(why) => return fail(why),
+    };
+    let token = random_hex(32);
+    eprintln!("kbs-dev: /attest ok: session {id}, tee {tee}, measurement {measurement}");
+    if let Ok(mut s) = b.sessions.lock() {
+        if let Some(v) = s.get_mut(&id) {
+            v.attested = Some(Attested {
+                token: token.clone(),
+                pubkey: att.runtime_data.tee_pubkey,
+                measurement,
+            });
+        }
+    }
+    serde_json::json!({ "token": token })
+        .to_string()
+        .into_response()
+}
+
+/// Checks the evidence binds `digest`; returns the measurement (hex).
+fn verify(tee: &str, evidence: &serde_json::Value, digest: &[u8; 48]) -> Result<String, String> {
+    match tee {
+        "sample" => {
+            let rd = evidence
+                .get("report_data")
+                .and_then(|v| v.as_str())
+                .ok_or("sample evidence has no report_data string")?;
+            let rd = STANDARD
+                .decode(rd)
+                .map_err(|e| format!("sample report_data is not standard base64: {e}"))?;
+            if rd.as_slice() != digest.as_slice() {
+                return Err(format!(
+                    "sample report_data {} != runtime-data digest {}",
+                    hex::encode(&rd),
+                    hex::encode(digest)
+                ));
+            }
+            Ok("sample".to_owned())
+        }
+        "snp" => {
+            let report: sev::firmware::guest::AttestationReport = serde_json::from_value(
+                evidence
+                    .get("attestation_report")
+                    .cloned()
+                    .ok_or("snp evidence has no attestation_report")?,
+            )
+            .map_err(|e| format!("snp attestation_report: {e}"))?;
+            if report.report_data != report_data(digest) {
+                return Err(format!(
+                    "SNP REPORT_DATA {} does not bind the runtime data",
+                    hex::encode(report.report_data)
+                ));
+            }
+            Ok(hex::encode(report.measurement))
+        }
+        "tdx" => {
+            let quote = evidence
+                .get("quote")
+                .and_then(|v| v.as_str())
+                .ok_or("tdx evidence has no quote string")?;
+            let quote = STANDARD
+                .decode(quote)
+                .map_err(|e| format!("tdx quote is not standard base64: {e}"))?;
+            let quote = cvm_init::evidence::tdx::parse_quote(&quote).map_err(|e| e.to_string())?;
+            if *quote.report_data() != report_data(digest) {
+                return Err("TDX REPORT_DATA does not bind the runtime data".to_owned());
+            }
+            Ok(hex::encode(quote.measurement()))
+        }
+        other => Err(format!("TEE {other} is not supported by kbs-dev")),
+    }
+}
+
+async fn resource(
+    State(b): State<Arc<Broker>>,
+    UrlPath((repo, ty, tag)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("{repo}/{ty}/{tag}");
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let cookie = cookie_session(&headers);
+    let found = b.sessions.lock().ok().and_then(|s| {
+        s.iter()
+            .filter(|(_, v)| v.created.elapsed() < SESSION_TTL)
+            .find_map(|(id, v)| {
+                let a = v.attested.as_ref()?;
+                let ok = bearer.as_deref() == Some(a.token.as_str())
+                    || (bearer.is_none() && cookie.as_deref() == Some(id.as_str()));
+                ok.then(|| (v.tee.clone(), a.measurement.clone(), a.pubkey.clone()))
+            })
+    });
+    let Some((tee, measurement, pubkey)) = found else {
+        return kbs_error("TokenNotFound", "Attestation Token not found");
+    };
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    if ![&repo, &ty, &tag].iter().all(|s| segment_ok(s)) {
+        return kbs_error("InvalidRequest", "bad resource path");
+    }
+    if b.has(&Fault::Deny) || !b.policy.allows(&tee, &measurement, &path) {
+        eprintln!("kbs-dev: {path}: denied for tee {tee}, measurement {measurement}");
+        return kbs_error("PolicyDeny", "Access denied by policy");
+    }
+    let Ok(data) = std::fs::read(b.resources.join(&repo).join(&ty).join(&tag)) else {
+        eprintln!("kbs-dev: {path}: no such resource");
+        return kbs_error("PluginInternalError", "Plugin internal error");
+    };
+    let recipient = if b.has(&Fault::WrongKey) {
+        match EphemeralKey::generate(KeyAlg::EcdhEsA256Kw) {
+            Ok(k) => k.public_jwk(),
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        }
+    } else {
+        pubkey
+    };
+    let mut jwe = match jwe::encrypt(&recipient, &data) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("kbs-dev: {path}: cannot encrypt: {e}");
+            return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+    };
+    if b.has(&Fault::CorruptJwe) {
+        if let Some(ct) = jwe.get_mut("ciphertext") {
+            if let Some(s) = ct.as_str() {
+                let mut chars: Vec<char> = s.chars().collect();
+                if let Some(c) = chars.first_mut() {
+                    *c = if *c == 'A' { 'B' } else { 'A' };
+                }
+                *ct = serde_json::Value::String(chars.into_iter().collect());
+            }
+        }
+    }
+    eprintln!("kbs-dev: {path}: released to tee {tee}");
+    jwe.to_string().into_response()
+}
