@@ -333,25 +333,38 @@ fn json_reply<T: serde::de::DeserializeOwned>(
 /// Classifies a failed send: a certificate that is not the pinned one is
 /// final; everything else at the transport level is worth a retry.
 fn transport_error(url: &str, e: &reqwest::Error) -> BrokerError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
-            err.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(rustls::Error::InvalidCertificate(reason)) = tls {
-            return BrokerError::NotPinned {
-                url: url.to_owned(),
-                reason: format!("{reason:?}"),
-            };
-        }
-        source = err.source();
+    let chain = error_chain(e);
+    // rustls' error sits inside an io::Error inside hyper's and reqwest's
+    // wrappers, and io::Error hides its payload from `source()`, so look
+    // through both ways; rustls names the failure "invalid peer certificate".
+    let pin_failure = find_rustls_error(e)
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)))
+        || chain.contains("invalid peer certificate");
+    if pin_failure {
+        return BrokerError::NotPinned {
+            url: url.to_owned(),
+            reason: chain,
+        };
     }
     BrokerError::Unreachable {
         url: url.to_owned(),
-        reason: error_chain(e),
+        reason: chain,
     }
+}
+
+fn find_rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(r) = find_rustls_error(inner) {
+            return Some(r);
+        }
+    }
+    e.source().and_then(find_rustls_error)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -1,0 +1,437 @@
+//! The agent against the development broker over TLS on 127.0.0.1, with
+//! the simulated TEE: success, and each fault the broker can inject.
+//! Runs the real `cvm-init` and `kbs-dev` binaries.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use cvm_init::attest::{self, Paths};
+use cvm_init::broker::jwe::{EphemeralKey, KeyAlg};
+use cvm_init::broker::{BrokerClient, BrokerError, KbsErrorKind};
+use cvm_init::config::{AttesterKind, Config};
+
+const SECRET: &[u8] = b"-----BEGIN PRIVATE KEY-----\nnot-really-a-key\n";
+
+/// `kbs-dev` lives in another workspace package; build it once if needed.
+fn kbs_dev_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "kbs-dev"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build -p kbs-dev failed");
+        let bin = Path::new(env!("CARGO_BIN_EXE_cvm-init")).with_file_name("kbs-dev");
+        assert!(bin.exists(), "{} missing", bin.display());
+        bin
+    })
+}
+
+/// A running development broker; killed on drop.
+struct Broker {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let res = dir.path().join("resources/default/tls");
+        std::fs::create_dir_all(&res).unwrap();
+        std::fs::write(res.join("key"), SECRET).unwrap();
+        let ready = dir.path().join("url");
+        let mut cmd = Command::new(kbs_dev_bin());
+        cmd.arg("--resources")
+            .arg(dir.path().join("resources"))
+            .arg("--tls-dir")
+            .arg(dir.path().join("tls"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("broker.log")).unwrap());
+        let child = cmd.spawn().unwrap();
+        let start = Instant::now();
+        while !ready.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "kbs-dev did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let url = std::fs::read_to_string(&ready).unwrap();
+        Broker { child, url, dir }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.pem")
+    }
+
+    fn spki(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tls/spki-sha256")).unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap()
+    }
+
+    /// A config pinning this broker's CA, with the simulated TEE allowed.
+    fn config(&self, extra_broker: &str) -> String {
+        format!(
+            "[broker]\nurl = \"{}\"\nca_cert = \"{}\"\n{extra_broker}\n[attester]\nkind = \"simulated\"\nallow_simulated = true\n",
+            self.url,
+            self.ca().display()
+        )
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cvm-init fetch` with `config`; returns the output and the path it
+/// was asked to write (on tmpfs).
+struct Fetch {
+    out: Output,
+    target: PathBuf,
+    _shm: tempfile::TempDir,
+}
+
+impl Fetch {
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+}
+
+fn fetch(config: &str, resource: &str, extra: &[&str]) -> Fetch {
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let cfg = shm.path().join("config.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let target = shm.path().join("out/key.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_cvm-init"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--cmdline")
+        .arg("/nonexistent")
+        .args(["fetch", resource, "--output"])
+        .arg(&target)
+        .args(extra)
+        .output()
+        .unwrap();
+    Fetch {
+        out,
+        target,
+        _shm: shm,
+    }
+}
+
+/// The library path, for asserting on error variants.
+fn fetch_lib(config: &str) -> Result<Vec<u8>, BrokerError> {
+    let config = Config::from_toml(config).unwrap();
+    let attester = attest::select(AttesterKind::Simulated, true, &Paths::default()).unwrap();
+    let key = EphemeralKey::generate(KeyAlg::EcdhEsA256Kw).unwrap();
+    let client = BrokerClient::new(&config.broker)?;
+    let plan = ["default/tls/key".parse().unwrap()];
+    let mut got = client.fetch_all(attester.as_ref(), &key, &plan)?;
+    Ok(got.pop().unwrap().1.expose().to_vec())
+}
+
+fn assert_failed_and_wrote_nothing(f: &Fetch) {
+    assert!(
+        !f.out.status.success(),
+        "expected failure; stderr: {}",
+        f.stderr()
+    );
+    assert!(!f.target.exists(), "a file was written despite the failure");
+    assert!(
+        !f.target.parent().unwrap().exists(),
+        "the output directory was created despite the failure"
+    );
+}
+
+#[test]
+fn fetch_over_pinned_tls_writes_the_secret_0600() {
+    let b = Broker::start(&[]);
+    let f = fetch(&b.config(""), "default/tls/key", &[]);
+    assert!(f.out.status.success(), "{}", f.stderr());
+    assert_eq!(std::fs::read(&f.target).unwrap(), SECRET);
+    let mode = std::fs::metadata(&f.target).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+    assert!(f.stderr().contains("SIMULATED TEE"), "{}", f.stderr());
+    assert!(b.log().contains("/attest ok"), "{}", b.log());
+}
+
+#[test]
+fn spki_pin_works_and_a_wrong_one_is_refused() {
+    let b = Broker::start(&[]);
+    let cfg = format!(
+        "[broker]\nurl = \"{}\"\nspki_sha256 = \"{}\"\n",
+        b.url,
+        b.spki()
+    );
+    assert_eq!(fetch_lib(&cfg).unwrap(), SECRET);
+    let wrong = format!(
+        "[broker]\nurl = \"{}\"\nspki_sha256 = \"{}\"\n",
+        b.url,
+        "00".repeat(32)
+    );
+    let e = fetch_lib(&wrong).unwrap_err();
+    assert!(matches!(e, BrokerError::NotPinned { .. }), "{e}");
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused_at_once() {
+    let b = Broker::start(&[]);
+    let other = Broker::start(&[]);
+    let cfg = b.config("").replace(
+        &b.ca().display().to_string(),
+        &other.ca().display().to_string(),
+    );
+    let started = Instant::now();
+    let f = fetch(&cfg, "default/tls/key", &[]);
+    assert_failed_and_wrote_nothing(&f);
+    assert!(f.stderr().contains("not the pinned one"), "{}", f.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a pin failure must not be retried"
+    );
+    assert!(!b.log().contains("/auth"), "{}", b.log());
+}
+
+#[test]
+fn the_agent_offers_and_gets_hybrid_post_quantum_key_exchange() {
+    use std::io::Write;
+    use std::sync::Arc;
+    let b = Broker::start(&[]);
+    let pin = cvm_init::broker::tls::Pin::ca_file(&b.ca()).unwrap();
+    let config = cvm_init::broker::tls::client_config(&pin).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let addr = b.url.trim_start_matches("https://");
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(b"GET /kbs/v0/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    tls.flush().unwrap();
+    let group = conn.negotiated_key_exchange_group().unwrap().name();
+    assert_eq!(group, rustls::NamedGroup::X25519MLKEM768);
+}
+
+#[test]
+fn broker_down_gives_up_at_the_deadline() {
+    // Bind then drop a listener: nothing listens on that port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let b = Broker::start(&[]);
+    let cfg = b
+        .config("connect_timeout_secs = 1\nrequest_timeout_secs = 1\ndeadline_secs = 2")
+        .replace(&b.url, &format!("https://127.0.0.1:{port}"));
+    let started = Instant::now();
+    let f = fetch(&cfg, "default/tls/key", &[]);
+    assert_failed_and_wrote_nothing(&f);
+    let err = f.stderr();
+    assert!(
+        err.contains("cannot reach the broker") && err.contains("gave up after"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_slow_broker_times_out_within_the_deadline() {
+    let b = Broker::start(&["--fault", "delay=3000"]);
+    let cfg = b.config("request_timeout_secs = 1\ndeadline_secs = 2");
+    let started = Instant::now();
+    let f = fetch(&cfg, "default/tls/key", &[]);
+    assert_failed_and_wrote_nothing(&f);
+    assert!(f.stderr().contains("gave up after"), "{}", f.stderr());
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn transient_5xx_is_retried_until_it_clears() {
+    let b = Broker::start(&["--fault", "status=503", "--fault-count", "2"]);
+    assert_eq!(fetch_lib(&b.config("")).unwrap(), SECRET);
+}
+
+#[test]
+fn persistent_5xx_reports_the_status_at_the_deadline() {
+    let b = Broker::start(&["--fault", "status=503"]);
+    let f = fetch(
+        &b.config("request_timeout_secs = 1\ndeadline_secs = 2"),
+        "default/tls/key",
+        &[],
+    );
+    assert_failed_and_wrote_nothing(&f);
+    assert!(f.stderr().contains("HTTP 503"), "{}", f.stderr());
+}
+
+#[test]
+fn an_html_reply_is_named_as_not_a_kbs() {
+    let b = Broker::start(&["--fault", "html"]);
+    let f = fetch(&b.config(""), "default/tls/key", &[]);
+    assert_failed_and_wrote_nothing(&f);
+    assert!(
+        f.stderr().contains("Trustee KBS") && f.stderr().contains("<html>"),
+        "{}",
+        f.stderr()
+    );
+}
+
+#[test]
+fn policy_denial_is_reported_and_not_retried() {
+    let b = Broker::start(&["--fault", "deny"]);
+    let e = fetch_lib(&b.config("")).unwrap_err();
+    assert_eq!(e.kind(), Some(&KbsErrorKind::PolicyDeny), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("PolicyDeny") && text.contains("Access denied by policy"),
+        "{text}"
+    );
+    assert_eq!(
+        b.log().matches("/auth:").count(),
+        1,
+        "re-attested after a denial"
+    );
+    let f = fetch(&b.config(""), "default/tls/key", &[]);
+    assert_failed_and_wrote_nothing(&f);
+}
+
+#[test]
+fn a_policy_file_restricts_tee_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[allow]]\nresource = \"default/*\"\ntee = [\"snp\", \"tdx\"]\n",
+    )
+    .unwrap();
+    let b = Broker::start(&["--policy", policy.to_str().unwrap()]);
+    let e = fetch_lib(&b.config("")).unwrap_err();
+    assert_eq!(e.kind(), Some(&KbsErrorKind::PolicyDeny), "{e}");
+}
+
+#[test]
+fn a_nonce_mismatch_fails_attestation_with_the_servers_words() {
+    let b = Broker::start(&["--fault", "wrong-nonce"]);
+    let e = fetch_lib(&b.config("")).unwrap_err();
+    assert_eq!(e.kind(), Some(&KbsErrorKind::AttestationFailed), "{e}");
+    assert!(
+        e.to_string().contains("RCAR handshake Attest failed"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_corrupt_jwe_is_refused_and_nothing_is_written() {
+    let b = Broker::start(&["--fault", "corrupt-jwe"]);
+    let f = fetch(&b.config(""), "default/tls/key", &[]);
+    assert_failed_and_wrote_nothing(&f);
+    assert!(
+        f.stderr().contains("could not be decrypted"),
+        "{}",
+        f.stderr()
+    );
+}
+
+#[test]
+fn a_jwe_for_another_key_is_refused() {
+    let b = Broker::start(&["--fault", "wrong-key"]);
+    let e = fetch_lib(&b.config("")).unwrap_err();
+    assert!(matches!(e, BrokerError::Jwe { .. }), "{e}");
+    assert!(
+        e.to_string().contains("not encrypted to this boot's key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_resource_says_so() {
+    let b = Broker::start(&[]);
+    let f = fetch(&b.config(""), "default/tls/nope", &[]);
+    assert_failed_and_wrote_nothing(&f);
+    assert!(
+        f.stderr().contains("resource is missing on the broker"),
+        "{}",
+        f.stderr()
+    );
+}
+
+#[test]
+fn rsa_oaep_keys_work_end_to_end() {
+    let b = Broker::start(&[]);
+    let f = fetch(
+        &b.config("key_alg = \"RSA-OAEP-256\""),
+        "default/tls/key",
+        &[],
+    );
+    assert!(f.out.status.success(), "{}", f.stderr());
+    assert_eq!(std::fs::read(&f.target).unwrap(), SECRET);
+}
+
+#[test]
+fn output_on_a_disk_is_refused_before_attesting() {
+    let b = Broker::start(&[]);
+    let disk = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+    let target = disk.path().join("key.pem");
+    let cfg = disk.path().join("config.toml");
+    std::fs::write(&cfg, b.config("")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cvm-init"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["fetch", "default/tls/key", "--output"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-persistent-output"), "{err}");
+    assert!(!target.exists());
+    assert!(
+        !b.log().contains("/auth"),
+        "attested before checking the output path"
+    );
+}
+
+#[test]
+fn simulated_tee_needs_the_opt_in() {
+    let b = Broker::start(&[]);
+    let cfg = b.config("").replace("allow_simulated = true\n", "");
+    let f = fetch(&cfg, "default/tls/key", &[]);
+    assert_failed_and_wrote_nothing(&f);
+    assert!(
+        f.stderr().contains("--allow-simulated-tee"),
+        "{}",
+        f.stderr()
+    );
+    let f = fetch(&cfg, "default/tls/key", &["--allow-simulated-tee"]);
+    // The global flag comes before the subcommand or after: both work.
+    assert!(f.out.status.success(), "{}", f.stderr());
+}
+
+#[test]
+fn plain_http_broker_needs_the_insecure_flag() {
+    let b = Broker::start(&["--insecure-http"]);
+    let cfg = format!(
+        "[broker]\nurl = \"{}\"\n[attester]\nkind = \"simulated\"\nallow_simulated = true\n",
+        b.url
+    );
+    let f = fetch(&cfg, "default/tls/key", &[]);
+    assert_failed_and_wrote_nothing(&f);
+    assert!(f.stderr().contains("insecure_http"), "{}", f.stderr());
+    let cfg = cfg.replace("[attester]", "insecure_http = true\n[attester]");
+    assert_eq!(fetch_lib(&cfg).unwrap(), SECRET);
+}
