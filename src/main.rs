@@ -42,6 +42,55 @@ enum Command {
         #[arg(long)]
         allow_persistent_output: bool,
     },
+    /// Decode, verify or collect attestation evidence (SNP reports, TDX quotes).
+    ///
+    /// These commands do not read the config.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Decode a saved SNP report (raw or hex text) or TDX quote (v4/v5), and
+    /// optionally verify an SNP report against its VCEK/VLEK.
+    Decode {
+        /// The report or quote file.
+        file: PathBuf,
+        /// Print the summary as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Verify the SNP report against this VCEK or VLEK (DER or PEM); the
+        /// chain is checked against the built-in AMD roots unless --ask/--ark
+        /// are given. SNP only: TDX quote verification needs Intel collateral.
+        #[arg(long, value_name = "FILE")]
+        vcek: Option<PathBuf>,
+        /// ASK or ASVK (DER or PEM; a KDS cert_chain file holds ASK and ARK).
+        #[arg(long, value_name = "FILE", requires = "vcek")]
+        ask: Option<PathBuf>,
+        /// ARK (DER or PEM).
+        #[arg(long, value_name = "FILE", requires = "vcek")]
+        ark: Option<PathBuf>,
+    },
+    /// Read the live hardware report for diagnosis, print it decoded and
+    /// optionally save the raw bytes.
+    Collect {
+        /// Which attester: auto, snp, tdx or simulated (simulated also needs
+        /// --allow-simulated-tee).
+        #[arg(long, default_value = "auto", value_name = "KIND")]
+        attester: cvm_init::config::AttesterKind,
+        /// REPORT_DATA to request: up to 64 bytes of hex, left-aligned and
+        /// zero-padded (default: 64 zero bytes).
+        #[arg(long, value_name = "HEX")]
+        report_data: Option<String>,
+        /// Write the raw report to FILE (and the aux blob, if any, to FILE.aux).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Print the summary as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +111,38 @@ fn main() -> ExitCode {
             resource,
             output,
             allow_persistent_output,
+        ),
+        Command::Evidence {
+            command:
+                EvidenceCommand::Decode {
+                    ref file,
+                    json,
+                    ref vcek,
+                    ref ask,
+                    ref ark,
+                },
+        } => {
+            let certs = vcek.as_deref().map(|vcek| cli::evidence::SnpCerts {
+                vcek,
+                ask: ask.as_deref(),
+                ark: ark.as_deref(),
+            });
+            cli::evidence::decode(file, json, certs.as_ref())
+        }
+        Command::Evidence {
+            command:
+                EvidenceCommand::Collect {
+                    attester,
+                    ref report_data,
+                    ref output,
+                    json,
+                },
+        } => cli::evidence::collect(
+            attester,
+            args.allow_simulated_tee,
+            report_data.as_deref(),
+            output.as_deref(),
+            json,
         ),
     };
     match result {
