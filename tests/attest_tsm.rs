@@ -18,7 +18,7 @@ use cvm_init::attest::{
 use sev::firmware::guest::AttestationReport;
 
 fn evidence_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/evidence")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/evidence")
 }
 
 fn read_sample(rel: &str) -> Vec<u8> {

@@ -1,5 +1,5 @@
 //! `cvm-init evidence decode|collect`, run as the real binary on the public
-//! samples in `../shared/testdata/evidence` (see SOURCES.md there for where
+//! samples in `testdata/evidence` (see SOURCES.md there for where
 //! each expected value comes from).
 
 #![allow(clippy::unwrap_used)]
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/evidence")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/evidence")
 }
 
 fn sample(rel: &str) -> String {

@@ -12,7 +12,7 @@ use cvm_init::evidence::{decode, tdx, ChainLink, Decoded, EvidenceError};
 use sha2::{Digest, Sha256, Sha512};
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/evidence")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/evidence")
 }
 
 fn read(rel: &str) -> Vec<u8> {

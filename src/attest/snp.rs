@@ -306,7 +306,7 @@ mod tests {
     fn vcek() -> Vec<u8> {
         std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/testdata/evidence/snp/trustee-genoa-vcek.der"),
+                .join("testdata/evidence/snp/trustee-genoa-vcek.der"),
         )
         .expect("VCEK sample")
     }

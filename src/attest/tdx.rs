@@ -188,7 +188,7 @@ mod tests {
     fn sample(name: &str) -> Vec<u8> {
         std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/testdata/evidence/tdx")
+                .join("testdata/evidence/tdx")
                 .join(name),
         )
         .expect("TDX sample")
@@ -236,7 +236,7 @@ mod tests {
         // An SNP report is no quote.
         let snp = std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/testdata/evidence/snp/trustee-genoa-vcek-report.bin"),
+                .join("testdata/evidence/snp/trustee-genoa-vcek-report.bin"),
         )
         .expect("snp sample");
         assert!(QuoteLayout::of(&snp, "t").is_err());
