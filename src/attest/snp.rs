@@ -12,13 +12,12 @@ use std::path::{Path, PathBuf};
 
 use sev::firmware::guest::AttestationReport;
 use sev::firmware::host::{CertTableEntry, CertType};
-use sev::parser::ByteParser;
 
 use super::tsm::{Tsm, PROVIDER_SNP};
 use super::{check_report_data, report_data, show, AttestError, Attester, RawEvidence, DIGEST_LEN};
+pub use crate::evidence::snp::REPORT_LEN;
+use sev::parser::ByteParser;
 
-/// Size of an SNP ATTESTATION_REPORT.
-pub const REPORT_LEN: usize = 0x4A0;
 /// REPORT_DATA offset in the report.
 const REPORT_DATA_OFFSET: usize = 0x50;
 /// Size of one GHCB certificate-table entry: GUID(16), offset u32, length u32.
@@ -144,20 +143,16 @@ fn fetch_device(rd: &[u8; 64]) -> Result<Fetched, AttestError> {
     }
 }
 
-/// Parse a report with the `sev` crate (the form Trustee's verifier reads).
+/// Decode a report with the shared evidence decoder (the `sev` crate's
+/// form, which is what Trustee's verifier reads).
 pub fn parse_report(bytes: &[u8], from: &str) -> Result<AttestationReport, AttestError> {
-    if bytes.len() != REPORT_LEN {
-        return Err(AttestError::SnpReport {
+    crate::evidence::snp::parse_report(bytes)
+        .map(|r| *r.report())
+        .map_err(|e| AttestError::SnpReport {
             from: from.to_owned(),
             len: bytes.len(),
-            reason: "wrong length".into(),
-        });
-    }
-    AttestationReport::from_bytes(bytes).map_err(|e| AttestError::SnpReport {
-        from: from.to_owned(),
-        len: bytes.len(),
-        reason: e.to_string(),
-    })
+            reason: e.to_string(),
+        })
 }
 
 /// Parse the GHCB certificate table (configfs `auxblob`): entries of
