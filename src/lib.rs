@@ -11,6 +11,7 @@ pub mod attest;
 pub mod broker;
 pub mod config;
 pub mod evidence;
+pub mod handoff;
 pub mod logging;
 pub mod retry;
 pub mod secrets;

@@ -63,6 +63,63 @@ pub struct Config {
     pub failure: FailureConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Only when cvm-init is `/init` (PID 1) of a minimal initramfs.
+    pub boot: Option<BootConfig>,
+    /// Only when cvm-init is PID 1: how to reach the broker.
+    pub network: Option<NetworkConfig>,
+}
+
+/// PID-1 mode: what to mount as the real root and what to run there.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootConfig {
+    /// Device of the real root filesystem (`/dev/...`, `UUID=`, ...).
+    pub root: String,
+    #[serde(default)]
+    pub root_fstype: Filesystem,
+    #[serde(default = "default_root_options")]
+    pub root_options: Vec<String>,
+    /// Where the real root is mounted before `switch_root`.
+    #[serde(default = "default_sysroot")]
+    pub sysroot: PathBuf,
+    /// The workload's init, inside the real root.
+    #[serde(default = "default_init")]
+    pub init: PathBuf,
+    /// Kernel modules to load, one path per line, in dependency order.
+    #[serde(default = "default_modules_list")]
+    pub modules_list: PathBuf,
+    /// How long to wait for a device to appear.
+    #[serde(default = "default_device_wait")]
+    pub device_wait_secs: u64,
+}
+
+fn default_root_options() -> Vec<String> {
+    vec!["ro".to_owned()]
+}
+fn default_sysroot() -> PathBuf {
+    PathBuf::from("/sysroot")
+}
+fn default_init() -> PathBuf {
+    PathBuf::from("/sbin/init")
+}
+fn default_modules_list() -> PathBuf {
+    PathBuf::from("/etc/cvm-init/modules")
+}
+fn default_device_wait() -> u64 {
+    30
+}
+
+/// PID-1 mode networking: a static address (QEMU user networking, most
+/// clouds' fixed metadata networks) or a DHCP command from the image.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub interface: String,
+    /// `a.b.c.d/prefix`; with `gateway`, configured directly.
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    /// Run instead of a static address, e.g. `["/bin/udhcpc", "-i", "eth0", "-q", "-s", "/etc/udhcpc.script"]`.
+    pub dhcp_command: Option<Vec<String>>,
 }
 
 /// How to reach the key broker and how to know it is the right one.
@@ -362,6 +419,13 @@ fn parse_mode(s: &str) -> Option<u32> {
     u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777)
 }
 
+/// Parses `a.b.c.d/prefix`.
+pub fn parse_cidr(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (addr, prefix) = s.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    Some((addr.parse().ok()?, prefix))
+}
+
 fn parse_owner(s: &str) -> Option<(u32, u32)> {
     let (u, g) = s.split_once(':')?;
     Some((u.parse().ok()?, g.parse().ok()?))
@@ -485,6 +549,36 @@ impl Config {
                     format!("{:?} is not uid:gid", s.owner),
                     "use numeric ids, e.g. \"0:0\" or \"1000:1000\"",
                 ));
+            }
+        }
+        if let Some(n) = &self.network {
+            match (&n.address, &n.dhcp_command) {
+                (Some(a), None) => {
+                    if parse_cidr(a).is_none() {
+                        return Err(invalid(
+                            "network.address",
+                            format!("{a:?} is not an IPv4 address with a prefix"),
+                            "write it as a.b.c.d/prefix, e.g. \"10.0.2.15/24\"",
+                        ));
+                    }
+                    if let Some(g) = &n.gateway {
+                        if g.parse::<std::net::Ipv4Addr>().is_err() {
+                            return Err(invalid(
+                                "network.gateway",
+                                format!("{g:?} is not an IPv4 address"),
+                                "write it as a.b.c.d",
+                            ));
+                        }
+                    }
+                }
+                (None, Some(cmd)) if !cmd.is_empty() => {}
+                _ => {
+                    return Err(invalid(
+                        "network",
+                        "needs exactly one of address or dhcp_command",
+                        "set address = \"a.b.c.d/prefix\" (and gateway), or dhcp_command = [...]",
+                    ))
+                }
             }
         }
         if self.failure.action == FailureAction::Shell && !self.failure.debug_image {
