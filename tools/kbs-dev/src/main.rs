@@ -39,6 +39,11 @@ pub struct Args {
     /// SPKI SHA-256 (spki-sha256) are written for the agent to pin.
     #[arg(long)]
     tls_dir: Option<PathBuf>,
+    /// Reuse the CA saved in --tls-dir by an earlier run (its key is kept
+    /// there as ca-key.pem), so an agent that pinned it keeps working
+    /// across broker restarts.
+    #[arg(long, requires = "tls_dir")]
+    keep_ca: bool,
     /// Serve plain HTTP instead of TLS.
     #[arg(long)]
     insecure_http: bool,

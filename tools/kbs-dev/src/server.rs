@@ -121,7 +121,10 @@ pub async fn run(args: Args, policy: Policy) -> Result<()> {
         axum::serve(listener, app).await?;
         return Ok(());
     }
-    let acceptor = crate::tls::acceptor(crate::tls::server_config(args.tls_dir.as_deref())?);
+    let acceptor = crate::tls::acceptor(crate::tls::server_config(
+        args.tls_dir.as_deref(),
+        args.keep_ca,
+    )?);
     announce(&args, &url)?;
     loop {
         let (stream, _) = listener.accept().await?;

@@ -5,21 +5,44 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// Makes a CA and a server certificate for localhost, 127.0.0.1 and QEMU's
-/// host alias 10.0.2.2; writes `ca.pem` and `spki-sha256` into `dir`.
-pub fn server_config(dir: Option<&Path>) -> Result<rustls::ServerConfig> {
-    let ca_key = KeyPair::generate().context("CA key")?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("CA params")?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        "kbs-dev development CA (NOT FOR PRODUCTION)",
-    );
-    let ca_cert = ca_params.self_signed(&ca_key).context("CA certificate")?;
-    let issuer = Issuer::new(ca_params, ca_key);
+/// Makes a CA (or, with `keep_ca`, reuses the one saved in `dir`) and a
+/// server certificate for localhost, 127.0.0.1 and QEMU's host alias
+/// 10.0.2.2; writes `ca.pem` and `spki-sha256` into `dir`.
+pub fn server_config(dir: Option<&Path>, keep_ca: bool) -> Result<rustls::ServerConfig> {
+    let saved = dir
+        .filter(|_| keep_ca)
+        .map(|d| (d.join("ca.pem"), d.join("ca-key.pem")))
+        .filter(|(c, k)| c.exists() && k.exists());
+    let (ca_pem, issuer) = match saved {
+        Some((cert, key)) => {
+            let key = KeyPair::from_pem(&std::fs::read_to_string(&key)?).context("CA key")?;
+            let pem = std::fs::read_to_string(&cert)?;
+            let issuer = Issuer::from_ca_cert_pem(&pem, key).context("CA certificate")?;
+            (pem, issuer)
+        }
+        None => {
+            let ca_key = KeyPair::generate().context("CA key")?;
+            let mut ca_params =
+                CertificateParams::new(Vec::<String>::new()).context("CA params")?;
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            ca_params.distinguished_name.push(
+                rcgen::DnType::CommonName,
+                "kbs-dev development CA (NOT FOR PRODUCTION)",
+            );
+            let ca_cert = ca_params.self_signed(&ca_key).context("CA certificate")?;
+            if let (Some(d), true) = (dir, keep_ca) {
+                std::fs::create_dir_all(d)?;
+                std::fs::write(d.join("ca-key.pem"), ca_key.serialize_pem())
+                    .context("writing ca-key.pem")?;
+            }
+            (ca_cert.pem(), Issuer::new(ca_params, ca_key))
+        }
+    };
+    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("CA certificate PEM")?;
 
     let key = KeyPair::generate().context("server key")?;
     let params = CertificateParams::new(vec![
@@ -34,14 +57,14 @@ pub fn server_config(dir: Option<&Path>) -> Result<rustls::ServerConfig> {
 
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).context("writing ca.pem")?;
+        std::fs::write(dir.join("ca.pem"), &ca_pem).context("writing ca.pem")?;
         let spki = cvm_init::broker::tls::spki_sha256(cert.der()).map_err(anyhow::Error::msg)?;
         std::fs::write(dir.join("spki-sha256"), hex::encode(spki))
             .context("writing spki-sha256")?;
         std::fs::write(dir.join("server.pem"), cert.pem()).context("writing server.pem")?;
     }
 
-    let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone(), ca_cert.der().clone()];
+    let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone(), ca_der];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let mut config = rustls::ServerConfig::builder_with_provider(cvm_init::broker::tls::provider())
         .with_safe_default_protocol_versions()?
