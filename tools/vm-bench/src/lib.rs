@@ -34,6 +34,7 @@ pub mod qemu;
 pub mod rootfs;
 pub mod scan;
 pub mod smoke;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -120,6 +120,8 @@ pub fn free_port() -> Result<u16> {
 #[derive(Default)]
 struct ConsoleState {
     lines: Vec<String>,
+    /// When each line was complete, from QEMU's start.
+    times: Vec<Duration>,
     partial: Vec<u8>,
     stderr: Vec<String>,
     /// The console stream reached end of file (QEMU exited).
@@ -192,7 +194,7 @@ impl Vm {
             .take()
             .ok_or_else(|| anyhow!("no QEMU stderr"))?;
         let readers = vec![
-            spawn_stdout_reader(stdout, console.clone(), log_file.clone()),
+            spawn_stdout_reader(stdout, console.clone(), log_file.clone(), started),
             spawn_stderr_reader(stderr, console.clone(), log_file),
         ];
         Ok(Vm {
@@ -221,6 +223,17 @@ impl Vm {
     /// Every complete console line so far (`\r` removed).
     pub fn lines(&self) -> Vec<String> {
         self.console.lock().lines.clone()
+    }
+
+    /// Every complete console line so far with the time since QEMU's
+    /// start at which it arrived: for boot-time breakdowns.
+    pub fn timed_lines(&self) -> Vec<(Duration, String)> {
+        let s = self.console.lock();
+        s.times
+            .iter()
+            .copied()
+            .zip(s.lines.iter().cloned())
+            .collect()
     }
 
     /// The whole console so far, one line per line, QEMU's own stderr after.
@@ -355,6 +368,7 @@ fn spawn_stdout_reader(
     mut out: ChildStdout,
     console: Arc<Console>,
     log: Arc<Mutex<File>>,
+    started: Instant,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
@@ -374,6 +388,7 @@ fn spawn_stdout_reader(
                         line.pop();
                     }
                     s.lines.push(String::from_utf8_lossy(&line).into_owned());
+                    s.times.push(started.elapsed());
                 } else {
                     s.partial.push(b);
                 }
@@ -385,6 +400,7 @@ fn spawn_stdout_reader(
         if !s.partial.is_empty() {
             let line = std::mem::take(&mut s.partial);
             s.lines.push(String::from_utf8_lossy(&line).into_owned());
+            s.times.push(started.elapsed());
         }
         s.closed = true;
         drop(s);

@@ -57,7 +57,7 @@ pub fn workload_tree() -> Result<Initramfs> {
     }
     let init = crate::image_build_dir().join("workload/init.sh");
     t.add_file(&init, "/sbin/init", 0o755)?;
-    t.add_dir("/data", 0o755)?;
+    t.add_dir("/data", 0o755)?.add_dir("/run/cvm-init", 0o700)?;
     Ok(t)
 }
 
