@@ -75,6 +75,7 @@ fn main() -> Result<()> {
         }
         Cmd::Smoke { workdir } => {
             let temp = tempfile::tempdir()?;
+            let keep = workdir.is_some();
             let dir = workdir.unwrap_or_else(|| temp.path().to_path_buf());
             let r = smoke::run(&cache, &dir)?;
             println!("kernel {}", r.kernel);
@@ -86,7 +87,9 @@ fn main() -> Result<()> {
             println!("QEMU start -> /init:          {:.2?}", r.to_init);
             println!("QEMU start -> SMOKE: ok:      {:.2?}", r.to_ok);
             println!("QEMU start -> exit:           {:.2?}", r.boot_total);
-            println!("console log: {}", r.log.display());
+            if keep {
+                println!("console log: {}", r.log.display());
+            }
             println!("SMOKE: ok");
         }
         Cmd::WorkloadImage { out } => {
@@ -97,7 +100,12 @@ fn main() -> Result<()> {
             let k = kernel::fetch_kernel(&cache)?;
             let mut spec = qemu::VmSpec::new(k.boot_image(), initrd);
             spec.disks = disks;
-            println!("qemu-system-x86_64 {}", spec.args().join(" "));
+            let quoted: Vec<String> = spec
+                .args()
+                .into_iter()
+                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+                .collect();
+            println!("qemu-system-x86_64 {}", quoted.join(" "));
         }
     }
     Ok(())
