@@ -1,0 +1,56 @@
+#!/bin/sh
+# /sbin/init of the demo workload's root image (busybox sh as PID 1 after
+# cvm-init's switch_root). It expects what cvm-init hands over:
+#   - the encrypted data volume mounted at /data;
+#   - the delivered TLS key and certificate at
+#     /run/cvm-init/tls/{key,cert}.pem (a tmpfs moved from the initramfs);
+#   - eth0 configured.
+# It reads /data/hello.txt back if it exists, else writes it (and syncs);
+# then serves HTTPS on port 8443 with that key (openssl s_server -www) and
+# stays up. Console markers: "WORKLOAD: started", "WORKLOAD: read <text>"
+# or "WORKLOAD: wrote <text>", "WORKLOAD: serving https on 8443", and
+# "WORKLOAD: FAIL <why>" (then it powers off).
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+TLS=/run/cvm-init/tls
+
+fail() {
+    echo "WORKLOAD: FAIL $*"
+    sync
+    poweroff -f
+}
+
+[ -e /proc/self ] || mount -t proc proc /proc
+[ -d /sys/kernel ] || mount -t sysfs sysfs /sys
+[ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
+# The root may be mounted read-only.
+grep -q ' /tmp ' /proc/mounts || mount -t tmpfs -o mode=1777 tmpfs /tmp
+echo "WORKLOAD: started"
+
+grep -q ' /data ' /proc/mounts || fail "the data volume is not mounted at /data"
+if [ -f /data/hello.txt ]; then
+    echo "WORKLOAD: read $(cat /data/hello.txt)"
+else
+    text="hello-$(cat /proc/sys/kernel/random/uuid)"
+    echo "$text" >/data/hello.txt || fail "cannot write /data/hello.txt"
+    sync
+    echo "WORKLOAD: wrote $text"
+fi
+
+if [ ! -f "$TLS/cert.pem" ] || [ ! -f "$TLS/key.pem" ]; then
+    fail "no TLS key and certificate in $TLS"
+fi
+openssl s_server -accept 8443 -cert "$TLS/cert.pem" -key "$TLS/key.pem" -www \
+    </dev/null >/tmp/s_server.log 2>&1 &
+i=0
+until netstat -ltn | grep -q ':8443 '; do
+    i=$((i + 1))
+    [ "$i" -gt 100 ] && fail "openssl s_server did not listen: $(cat /tmp/s_server.log)"
+    sleep 0.1
+done
+echo "WORKLOAD: serving https on 8443"
+
+# PID 1 must not exit; reap children now and then.
+while :; do
+    sleep 3600 &
+    wait
+done

@@ -1,0 +1,112 @@
+//! vm-bench CLI: manual runs of the VM test bench.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use vm_bench::{kernel, qemu, rootfs, smoke};
+
+#[derive(Parser)]
+#[command(
+    name = "vm-bench",
+    about = "Debian kernel + busybox initramfs under QEMU (TCG)"
+)]
+struct Args {
+    /// Cache directory for the kernel (default: $VM_BENCH_CACHE, else
+    /// $CARGO_TARGET_DIR/vm-cache, else <workspace>/target/vm-cache).
+    #[arg(long, global = true)]
+    cache: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Download and unpack the kernel (cached); print its paths.
+    FetchKernel,
+    /// Print the guest module list in load order (in-kernel paths).
+    Modules,
+    /// Check that the host tools are installed.
+    Check,
+    /// Boot the smoke test: modules, network, LUKS2 + ext4 on a blank disk.
+    Smoke {
+        /// Where to keep the initrd, disk and console log (default: a
+        /// temporary directory, removed afterwards).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+    },
+    /// Write the demo workload's ext4 root image.
+    WorkloadImage {
+        /// Output image path.
+        out: PathBuf,
+    },
+    /// Print the QEMU command line for a kernel + initrd (+ disks).
+    QemuArgs {
+        initrd: PathBuf,
+        disks: Vec<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let cache = args.cache.unwrap_or_else(vm_bench::cache_dir);
+    match args.cmd {
+        Cmd::FetchKernel => {
+            let k = kernel::fetch_kernel(&cache)?;
+            println!("version  {}", k.version);
+            println!("vmlinuz  {}", k.vmlinuz.display());
+            if let Some(v) = &k.vmlinux {
+                println!("vmlinux  {}", v.display());
+            }
+            println!("modules  {}", k.modules_dir.display());
+        }
+        Cmd::Modules => {
+            let k = kernel::fetch_kernel(&cache)?;
+            for m in kernel::module_closure(&k, kernel::GUEST_MODULES)? {
+                println!("{}", m.strip_prefix(&k.modules_dir).unwrap_or(&m).display());
+            }
+        }
+        Cmd::Check => {
+            let missing = vm_bench::missing_tools();
+            if !missing.is_empty() {
+                bail!("missing host packages: {}", missing.join(" "));
+            }
+            println!("all host tools present");
+        }
+        Cmd::Smoke { workdir } => {
+            let temp = tempfile::tempdir()?;
+            let keep = workdir.is_some();
+            let dir = workdir.unwrap_or_else(|| temp.path().to_path_buf());
+            let r = smoke::run(&cache, &dir)?;
+            println!("kernel {}", r.kernel);
+            println!("modules ({}):", r.modules.len());
+            for m in &r.modules {
+                println!("  {m}");
+            }
+            println!("prepare (kernel + initramfs): {:.2?}", r.prepare);
+            println!("QEMU start -> /init:          {:.2?}", r.to_init);
+            println!("QEMU start -> SMOKE: ok:      {:.2?}", r.to_ok);
+            println!("QEMU start -> exit:           {:.2?}", r.boot_total);
+            if keep {
+                println!("console log: {}", r.log.display());
+            }
+            println!("SMOKE: ok");
+        }
+        Cmd::WorkloadImage { out } => {
+            rootfs::workload_image(&out)?;
+            println!("{}", out.display());
+        }
+        Cmd::QemuArgs { initrd, disks } => {
+            let k = kernel::fetch_kernel(&cache)?;
+            let mut spec = qemu::VmSpec::new(k.boot_image(), initrd);
+            spec.disks = disks;
+            let quoted: Vec<String> = spec
+                .args()
+                .into_iter()
+                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+                .collect();
+            println!("qemu-system-x86_64 {}", quoted.join(" "));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! ext4 disk images made without mounting anything (`mke2fs -d`), and the
+//! demo workload's root image.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::initramfs::Initramfs;
+
+/// Size of [`workload_image`] in MiB.
+pub const WORKLOAD_IMAGE_MB: u64 = 48;
+
+/// Writes the directory `dir` as a fresh ext4 image of `size_mb` MiB at
+/// `image` (replaced if it exists), 4096-byte blocks, root-owned.
+pub fn write_ext4(dir: &Path, image: &Path, size_mb: u64, label: &str) -> Result<()> {
+    if image.exists() {
+        fs::remove_file(image)?;
+    }
+    let mke2fs = crate::find_tool("mke2fs").context("mke2fs (package e2fsprogs)")?;
+    crate::run(
+        Command::new(mke2fs)
+            .args([
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-b",
+                "4096",
+                "-E",
+                "root_owner=0:0",
+                "-L",
+                label,
+            ])
+            .arg("-d")
+            .arg(dir)
+            .arg(image)
+            .arg(format!("{size_mb}M")),
+    )
+    .with_context(|| format!("making {}", image.display()))
+}
+
+/// The demo workload's file tree: busybox, `openssl` with its libraries
+/// and config, and `/sbin/init` = `image-build/workload/init.sh`, which
+/// expects the encrypted data volume at `/data` and the TLS key and
+/// certificate at `/run/cvm-init/tls/{key,cert}.pem`, then serves HTTPS
+/// on port 8443 (see the script).
+pub fn workload_tree() -> Result<Initramfs> {
+    let mut t = Initramfs::new()?;
+    t.add_busybox()?;
+    let openssl = crate::find_tool("openssl").context("openssl (package openssl)")?;
+    t.add_binary_with_libs(&openssl, "/usr/bin/openssl")?;
+    let cnf = Path::new("/usr/lib/ssl/openssl.cnf");
+    if cnf.is_file() {
+        t.add_file(cnf, "/usr/lib/ssl/openssl.cnf", 0o644)?;
+    }
+    let init = crate::image_build_dir().join("workload/init.sh");
+    t.add_file(&init, "/sbin/init", 0o755)?;
+    t.add_dir("/data", 0o755)?.add_dir("/run/cvm-init", 0o700)?;
+    Ok(t)
+}
+
+/// Writes the workload's root image ([`workload_tree`]) to `image`.
+pub fn workload_image(image: &Path) -> Result<()> {
+    let t = workload_tree()?;
+    write_ext4(t.root(), image, WORKLOAD_IMAGE_MB, "workload")
+}
