@@ -49,6 +49,29 @@ until netstat -ltn | grep -q ':8443 '; do
 done
 echo "WORKLOAD: serving https on 8443"
 
+# Unlock benchmark, only when asked (cvm_bench=1) and given a spare disk:
+# `cryptsetup open` of a default (argon2id) keyslot against one like
+# cvm-init's (PBKDF2, 1000 iterations), formatted here so both are
+# calibrated on this (emulated) machine.
+bench_open() {
+    label=$1
+    shift
+    cryptsetup luksFormat --batch-mode --type luks2 "$@" \
+        --key-file /tmp/bench.key /dev/vdc || fail "bench: luksFormat $label"
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    cryptsetup open --key-file /tmp/bench.key /dev/vdc bench || fail "bench: open $label"
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    cryptsetup close bench
+    echo "BENCH: $label open $(awk "BEGIN { printf \"%d\", ($t1 - $t0) * 1000 }") ms"
+}
+if grep -q 'cvm_bench=1' /proc/cmdline && [ -b /dev/vdc ]; then
+    head -c 64 /dev/urandom >/tmp/bench.key
+    bench_open argon2id-default
+    bench_open pbkdf2-1000 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --sector-size 4096
+    rm -f /tmp/bench.key
+    echo "BENCH: done"
+fi
+
 # PID 1 must not exit; reap children now and then.
 while :; do
     sleep 3600 &

@@ -28,8 +28,11 @@
 //! `openssl` for the smoke test and the workload. [`missing_tools`]
 //! reports which are absent; `image-build/install-deps.sh` installs them.
 
+pub mod agent;
+pub mod demo;
 pub mod initramfs;
 pub mod kernel;
+pub mod luks2;
 pub mod qemu;
 pub mod rootfs;
 pub mod scan;

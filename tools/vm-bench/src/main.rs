@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use vm_bench::{kernel, qemu, rootfs, smoke};
+use vm_bench::{demo, kernel, qemu, rootfs, smoke};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,17 @@ enum Cmd {
         /// temporary directory, removed afterwards).
         #[arg(long)]
         workdir: Option<PathBuf>,
+    },
+    /// The demo: cvm-init as PID 1 provisions a blank disk, the workload
+    /// writes a file and serves HTTPS with the delivered key; the second
+    /// boot unlocks and reads it back; then the unlock benchmark.
+    Demo {
+        /// Keep the images and console logs here.
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// Skip the unlock benchmark (one boot less).
+        #[arg(long)]
+        no_bench: bool,
     },
     /// Write the demo workload's ext4 root image.
     WorkloadImage {
@@ -91,6 +102,9 @@ fn main() -> Result<()> {
                 println!("console log: {}", r.log.display());
             }
             println!("SMOKE: ok");
+        }
+        Cmd::Demo { workdir, no_bench } => {
+            demo::run_in(workdir.as_deref(), !no_bench)?;
         }
         Cmd::WorkloadImage { out } => {
             rootfs::workload_image(&out)?;

@@ -55,6 +55,10 @@ pub fn workload_tree() -> Result<Initramfs> {
     if cnf.is_file() {
         t.add_file(cnf, "/usr/lib/ssl/openssl.cnf", 0o644)?;
     }
+    // For the unlock benchmark (`cvm_bench=1` on the kernel command line).
+    let cryptsetup =
+        crate::find_tool("cryptsetup").context("cryptsetup (package cryptsetup-bin)")?;
+    t.add_binary_with_libs(&cryptsetup, "/sbin/cryptsetup")?;
     let init = crate::image_build_dir().join("workload/init.sh");
     t.add_file(&init, "/sbin/init", 0o755)?;
     t.add_dir("/data", 0o755)?.add_dir("/run/cvm-init", 0o700)?;

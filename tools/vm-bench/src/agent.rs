@@ -1,0 +1,388 @@
+//! The real thing: cvm-init as `/init` (PID 1) of a minimal initramfs,
+//! the development broker on the host's 127.0.0.1 (the guest reaches it as
+//! 10.0.2.2), the demo workload on a read-only root disk, and an encrypted
+//! data disk. Used by `vm-bench demo` and by `tests/vm_boot.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::initramfs::Initramfs;
+use crate::kernel::{self, Kernel};
+use crate::qemu::{free_port, Vm, VmSpec};
+use crate::workload::{self, TlsFiles};
+use crate::{rootfs, scan};
+
+/// Broker resource holding the data disk's master secret (HKDF input).
+pub const DISK_RESOURCE: &str = "default/disk/data";
+/// Console line prefixes that end a boot badly.
+pub const FAILURE_MARKERS: &[&str] = &["BOOT FAILED", "WORKLOAD: FAIL", "Kernel panic"];
+
+/// The binaries under test, built with the `vm` profile.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub cvm_init: PathBuf,
+    pub kbs_dev: PathBuf,
+}
+
+/// Builds `cvm-init` and `kbs-dev` with `cargo build --profile vm`.
+pub fn build_binaries() -> Result<Binaries> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "vm",
+            "-p",
+            "cvm-init",
+            "-p",
+            "kbs-dev",
+        ])
+        .current_dir(&workspace)
+        .status()
+        .context("running cargo build --profile vm")?;
+    if !status.success() {
+        bail!("cargo build --profile vm -p cvm-init -p kbs-dev failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    let bins = Binaries {
+        cvm_init: target.join("vm/cvm-init"),
+        kbs_dev: target.join("vm/kbs-dev"),
+    };
+    for b in [&bins.cvm_init, &bins.kbs_dev] {
+        if !b.is_file() {
+            bail!("{} was not built", b.display());
+        }
+    }
+    Ok(bins)
+}
+
+/// Everything a boot needs, kept in `dir`.
+pub struct AgentBench {
+    pub kernel: Kernel,
+    pub bins: Binaries,
+    pub dir: PathBuf,
+    pub initrd: PathBuf,
+    pub root_image: PathBuf,
+    /// The workload's TLS key and certificate, held by the broker.
+    pub tls: TlsFiles,
+    /// The data disk's master secret, held by the broker.
+    pub disk_secret: Vec<u8>,
+    pub broker_port: u16,
+    broker: Option<Child>,
+}
+
+impl AgentBench {
+    /// Builds the binaries, the kernel, the workload image, the broker's
+    /// resources and the initramfs (whose config pins the broker's CA), and
+    /// starts the broker.
+    pub fn new(dir: &Path) -> Result<Self> {
+        let bins = build_binaries()?;
+        let kernel = kernel::fetch_kernel(&crate::cache_dir())?;
+        std::fs::create_dir_all(dir)?;
+        let res = dir.join("resources/default");
+        std::fs::create_dir_all(res.join("disk"))?;
+        std::fs::create_dir_all(res.join("tls"))?;
+        let tls = workload::make_tls(dir)?;
+        std::fs::copy(&tls.cert, res.join("tls/cert"))?;
+        std::fs::copy(&tls.key, res.join("tls/key"))?;
+        let mut disk_secret = vec![0u8; 64];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut disk_secret))
+            .context("reading /dev/urandom")?;
+        std::fs::write(res.join("disk/data"), &disk_secret)?;
+
+        let root_image = dir.join("workload.img");
+        rootfs::workload_image(&root_image)?;
+        let mut bench = AgentBench {
+            kernel,
+            bins,
+            dir: dir.to_owned(),
+            initrd: dir.join("cvm-init.cpio"),
+            root_image,
+            tls,
+            disk_secret,
+            broker_port: free_port()?,
+            broker: None,
+        };
+        bench.start_broker(&[])?;
+        bench.build_initramfs()?;
+        Ok(bench)
+    }
+
+    /// (Re)starts the broker on the same port with the same CA.
+    pub fn start_broker(&mut self, faults: &[&str]) -> Result<()> {
+        self.stop_broker();
+        let ready = self.dir.join("broker.url");
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new(&self.bins.kbs_dev);
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.broker_port))
+            .arg("--resources")
+            .arg(self.dir.join("resources"))
+            .arg("--tls-dir")
+            .arg(self.dir.join("broker-tls"))
+            .arg("--keep-ca")
+            .arg("--ready-file")
+            .arg(&ready);
+        for f in faults {
+            cmd.args(["--fault", f]);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))?;
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn()?;
+        self.broker = Some(child);
+        let start = Instant::now();
+        while !ready.exists() {
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "kbs-dev did not start; see {}",
+                    self.dir.join("broker.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    pub fn stop_broker(&mut self) {
+        if let Some(mut c) = self.broker.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The broker's log so far.
+    pub fn broker_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+    }
+
+    /// The agent's config, as baked into the (measured) initramfs.
+    pub fn config(&self) -> String {
+        format!(
+            r#"# cvm-init VM bench: simulated TEE, broker on the host via QEMU's 10.0.2.2
+[broker]
+url = "https://10.0.2.2:{port}"
+ca_cert = "broker-ca.pem"
+connect_timeout_secs = 3
+request_timeout_secs = 10
+deadline_secs = 15
+
+[attester]
+kind = "simulated"
+allow_simulated = true
+
+[boot]
+root = "/dev/vda"
+root_fstype = "ext4"
+root_options = ["ro"]
+init = "/sbin/init"
+device_wait_secs = 10
+
+[network]
+interface = "eth0"
+address = "10.0.2.15/24"
+gateway = "10.0.2.2"
+
+[[volume]]
+name = "data"
+device = "/dev/vdb"
+key = "{DISK_RESOURCE}"
+key_derivation = "hkdf"
+format = true
+filesystem = "ext4"
+mountpoint = "/sysroot/data"
+
+[[secret]]
+resource = "default/tls/cert"
+path = "/run/cvm-init/tls/cert.pem"
+mode = "0640"
+
+[[secret]]
+resource = "default/tls/key"
+path = "/run/cvm-init/tls/key.pem"
+
+[failure]
+action = "halt"
+"#,
+            port = self.broker_port
+        )
+    }
+
+    fn build_initramfs(&self) -> Result<()> {
+        let modules = kernel::module_closure(&self.kernel, kernel::GUEST_MODULES)?;
+        let mut t = Initramfs::new()?;
+        let mkfs = crate::find_tool("mkfs.ext4").context("mkfs.ext4 (package e2fsprogs)")?;
+        t.add_binary_with_libs(&self.bins.cvm_init, "/init")?
+            .add_binary_with_libs(&mkfs, "/sbin/mkfs.ext4")?
+            .add_dir("/sysroot", 0o755)?
+            .add_dir("/run", 0o755)?
+            .add_dir("/proc", 0o555)?
+            .add_dir("/sys", 0o555)?
+            .add_dir("/dev", 0o755)?
+            .add_bytes(self.config().as_bytes(), "/etc/cvm-init/config.toml", 0o644)?
+            .add_file(
+                &self.dir.join("broker-tls/ca.pem"),
+                "/etc/cvm-init/broker-ca.pem",
+                0o644,
+            )?
+            .add_modules(&self.kernel, &modules)?;
+        if Path::new("/etc/mke2fs.conf").is_file() {
+            t.add_file(Path::new("/etc/mke2fs.conf"), "/etc/mke2fs.conf", 0o644)?;
+        }
+        t.write_cpio(&self.initrd)
+    }
+
+    /// A blank (all-zero, sparse) disk image.
+    pub fn blank_disk(&self, name: &str, size_mb: u64) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        std::fs::File::create(&path)?.set_len(size_mb << 20)?;
+        Ok(path)
+    }
+
+    /// Boots with the workload root as /dev/vda and `data` as /dev/vdb;
+    /// returns the VM and the host port forwarded to the workload's HTTPS.
+    pub fn boot(&self, data: &Path, log_name: &str) -> Result<(Vm, u16)> {
+        self.boot_with(&[data], "", 1024, log_name)
+    }
+
+    /// Like [`boot`](Self::boot) with more disks (`/dev/vdc`, ...), extra
+    /// kernel command line words and a memory size.
+    pub fn boot_with(
+        &self,
+        disks: &[&Path],
+        append: &str,
+        memory_mb: u32,
+        log_name: &str,
+    ) -> Result<(Vm, u16)> {
+        let port = free_port()?;
+        let mut spec = VmSpec::new(self.kernel.boot_image(), &self.initrd);
+        spec.disks = std::iter::once(self.root_image.clone())
+            .chain(disks.iter().map(|d| d.to_path_buf()))
+            .collect();
+        spec.hostfwd = vec![(port, workload::HTTPS_PORT)];
+        spec.memory_mb = memory_mb;
+        if !append.is_empty() {
+            spec.append = format!("{} {append}", spec.append);
+        }
+        spec.log = Some(self.dir.join(log_name));
+        Ok((Vm::boot(spec)?, port))
+    }
+
+    /// Whether `image` holds any of the secrets the broker handed out.
+    pub fn leaked_secrets(&self, image: &Path) -> Result<Vec<&'static str>> {
+        let mut found = Vec::new();
+        if scan::image_contains(image, &self.disk_secret)? {
+            found.push("the disk's brokered secret");
+        }
+        let key_pem = std::fs::read_to_string(&self.tls.key)?;
+        if let Some(line) = key_pem.lines().nth(1) {
+            if scan::image_contains(image, line.as_bytes())? {
+                found.push("the TLS private key");
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl Drop for AgentBench {
+    fn drop(&mut self) {
+        self.stop_broker();
+    }
+}
+
+/// Waits for `pattern`, failing early on any failure marker.
+pub fn expect(vm: &mut Vm, pattern: &str, timeout: Duration) -> Result<String> {
+    let mut patterns = vec![pattern];
+    patterns.extend_from_slice(FAILURE_MARKERS);
+    let (i, line) = vm.wait_for_any(&patterns, timeout)?;
+    if i != 0 {
+        bail!(
+            "expected {pattern:?}, got {line:?}\n--- console ---\n{}",
+            vm.output()
+        );
+    }
+    Ok(line)
+}
+
+/// The number after `key` in a console line, e.g. "handoff 812 ms".
+pub fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// What one good boot showed on the console.
+#[derive(Debug, Clone)]
+pub struct GoodBoot {
+    /// The volume line ("volume data: Provisioned ...").
+    pub volume: String,
+    /// "wrote <text>" or "read <text>".
+    pub workload: String,
+    /// Agent start to `switch_root`, as the agent measured it.
+    pub handoff_ms: Option<u64>,
+    /// Time the agent spent on the volume (validate, unlock or provision, mkfs).
+    pub volume_ms: Option<u64>,
+    /// QEMU start to the workload serving HTTPS.
+    pub to_serving: Duration,
+    /// The certificate the workload served equals the broker's.
+    pub served_broker_cert: bool,
+}
+
+/// Boots `data` and follows one boot to the workload serving HTTPS with the
+/// delivered key; kills QEMU afterwards.
+pub fn good_boot(bench: &AgentBench, data: &Path, log_name: &str) -> Result<GoodBoot> {
+    let (mut vm, port) = bench.boot(data, log_name)?;
+    let t = Duration::from_secs(180);
+    let volume = expect(&mut vm, "volume data: ", t)?;
+    let handoff = expect(&mut vm, "timing: agent start to handoff", t)?;
+    let workload = expect(&mut vm, "WORKLOAD: ", t)?;
+    if !(workload.contains("WORKLOAD: wrote ") || workload.contains("WORKLOAD: read ")) {
+        bail!("unexpected workload line {workload:?}\n{}", vm.output());
+    }
+    expect(&mut vm, "WORKLOAD: serving https", t)?;
+    let to_serving = vm.elapsed();
+    let served = workload::peer_certificate(port, Duration::from_secs(60))?;
+    let broker_cert = std::fs::read_to_string(&bench.tls.cert)?;
+    vm.kill()?;
+    Ok(GoodBoot {
+        volume_ms: number_after(&volume, " in "),
+        volume,
+        workload: workload
+            .split("WORKLOAD: ")
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        handoff_ms: number_after(&handoff, "handoff"),
+        to_serving,
+        served_broker_cert: served == broker_cert,
+    })
+}
+
+/// Boots `data` expecting the agent to refuse; returns the failure line
+/// after QEMU powered off.
+pub fn failed_boot(bench: &AgentBench, disks: &[&Path], log_name: &str) -> Result<String> {
+    let (mut vm, _) = bench.boot_with(disks, "", 1024, log_name)?;
+    let t = Duration::from_secs(180);
+    let (i, line) = vm.wait_for_any(&["BOOT FAILED", "WORKLOAD: started"], t)?;
+    if i != 0 {
+        bail!("the boot went on to the workload: {line}\n{}", vm.output());
+    }
+    vm.wait_exit(Duration::from_secs(60))
+        .context("the VM did not power off after the failure")?;
+    Ok(line)
+}
+
+/// SHA-256 of a file, to show a disk was not written.
+pub fn file_digest(path: &Path) -> Result<String> {
+    let out = crate::output(Command::new("sha256sum").arg(path))?;
+    Ok(out.split_whitespace().next().unwrap_or_default().to_owned())
+}

@@ -1,0 +1,101 @@
+//! Forging LUKS2 headers the way a hostile host would: edit the JSON
+//! metadata of both header copies in a disk image and fix their SHA-256
+//! checksums, so libcryptsetup itself accepts the result. Used to prove
+//! cvm-init refuses such headers before a key touches them.
+//!
+//! On-disk format (LUKS2 specification): each copy starts with a 4096-byte
+//! binary header (magic, version, `hdr_size` u64 BE at 8, ..., `csum[64]`
+//! at 0x1C0) followed by the JSON area up to `hdr_size`; the checksum is
+//! over the whole `hdr_size` bytes with `csum` zeroed. The secondary copy
+//! starts at `hdr_size`.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const BINARY_HDR: usize = 4096;
+const CSUM_OFFSET: usize = 0x1C0;
+const CSUM_LEN: usize = 64;
+
+/// Applies `edit` to the JSON metadata of both header copies in `image`
+/// and rewrites their checksums.
+pub fn forge(image: &Path, edit: impl Fn(&mut Value)) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .with_context(|| format!("opening {}", image.display()))?;
+    let mut first = [0u8; 16];
+    f.read_exact(&mut first)?;
+    if &first[..6] != b"LUKS\xba\xbe" {
+        bail!("{} has no LUKS2 primary header", image.display());
+    }
+    let hdr_size = u64::from_be_bytes(first[8..16].try_into()?) as usize;
+    for offset in [0, hdr_size] {
+        let mut hdr = vec![0u8; hdr_size];
+        f.seek(SeekFrom::Start(offset as u64))?;
+        f.read_exact(&mut hdr)?;
+        let json_area = &hdr[BINARY_HDR..];
+        let end = json_area
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(json_area.len());
+        let mut json: Value = serde_json::from_slice(&json_area[..end])
+            .with_context(|| format!("JSON area of the header copy at {offset}"))?;
+        edit(&mut json);
+        let text = serde_json::to_vec(&json)?;
+        if text.len() >= hdr_size - BINARY_HDR {
+            bail!("forged JSON does not fit the JSON area");
+        }
+        hdr[BINARY_HDR..].fill(0);
+        hdr[BINARY_HDR..BINARY_HDR + text.len()].copy_from_slice(&text);
+        hdr[CSUM_OFFSET..CSUM_OFFSET + CSUM_LEN].fill(0);
+        let sum = Sha256::digest(&hdr);
+        hdr[CSUM_OFFSET..CSUM_OFFSET + sum.len()].copy_from_slice(&sum);
+        f.seek(SeekFrom::Start(offset as u64))?;
+        f.write_all(&hdr)?;
+    }
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The forgeries a hostile host might try, each with the words cvm-init's
+/// refusal should contain.
+pub fn forgeries() -> Vec<(&'static str, fn(&mut Value), &'static str)> {
+    vec![
+        (
+            "null cipher",
+            |j| {
+                j["segments"]["0"]["encryption"] = "cipher_null-ecb".into();
+            },
+            "cipher_null",
+        ),
+        (
+            "second keyslot",
+            |j| {
+                let slot = j["keyslots"]["0"].clone();
+                j["keyslots"]["1"] = slot;
+            },
+            "keyslot",
+        ),
+        (
+            "unknown token",
+            |j| {
+                j["tokens"]["7"] = serde_json::json!({"type": "evil-unlock", "keyslots": []});
+            },
+            "token",
+        ),
+        (
+            "integrity added",
+            |j| {
+                j["segments"]["0"]["integrity"] = serde_json::json!({
+                    "type": "hmac(sha256)", "journal_encryption": "none", "journal_integrity": "none"
+                });
+            },
+            "integrity",
+        ),
+    ]
+}

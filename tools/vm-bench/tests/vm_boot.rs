@@ -1,0 +1,205 @@
+//! cvm-init as PID 1 in a real Debian kernel under QEMU (TCG), with real
+//! dm-crypt and LUKS2, the development broker on the host and the
+//! simulated TEE. Each test boots its own images; the VMs run one at a
+//! time (two cores). Skipped loudly when host packages are missing, unless
+//! VM_BENCH_REQUIRED=1.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use vm_bench::agent::{self, file_digest, AgentBench};
+use vm_bench::{luks2, scan};
+
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn bench() -> Option<(
+    std::sync::MutexGuard<'static, ()>,
+    tempfile::TempDir,
+    AgentBench,
+)> {
+    let missing = vm_bench::missing_tools();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var_os("VM_BENCH_REQUIRED").is_none(),
+            "missing host packages: {}",
+            missing.join(" ")
+        );
+        eprintln!("SKIPPED: missing host packages {}", missing.join(" "));
+        return None;
+    }
+    let guard = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let bench = AgentBench::new(dir.path()).unwrap();
+    Some((guard, dir, bench))
+}
+
+/// Provisions `data` with one good first boot.
+fn provision(bench: &AgentBench, data: &Path) -> agent::GoodBoot {
+    let first = agent::good_boot(bench, data, "provision.log").unwrap();
+    assert!(first.volume.contains("Provisioned"), "{}", first.volume);
+    first
+}
+
+#[test]
+fn vm_first_boot_provisions_second_boot_unlocks_nothing_leaks() {
+    let Some((_g, _dir, bench)) = bench() else {
+        return;
+    };
+    let data = bench.blank_disk("data.img", 64).unwrap();
+    let first = provision(&bench, &data);
+    assert!(first.workload.starts_with("wrote "), "{}", first.workload);
+    assert!(first.served_broker_cert);
+    let second = agent::good_boot(&bench, &data, "boot2.log").unwrap();
+    assert!(second.volume.contains("Unlocked"), "{}", second.volume);
+    let text = first.workload.trim_start_matches("wrote ");
+    assert_eq!(second.workload, format!("read {text}"));
+    assert!(second.served_broker_cert);
+    assert_eq!(bench.leaked_secrets(&data).unwrap(), Vec::<&str>::new());
+    assert!(!scan::image_contains(&data, text.as_bytes()).unwrap());
+    eprintln!(
+        "timings: boot 1 handoff {:?} ms (volume {:?} ms), boot 2 handoff {:?} ms (volume {:?} ms)",
+        first.handoff_ms, first.volume_ms, second.handoff_ms, second.volume_ms
+    );
+}
+
+#[test]
+fn vm_broker_down_or_denying_never_touches_a_provisioned_disk() {
+    let Some((_g, _dir, mut bench)) = bench() else {
+        return;
+    };
+    let data = bench.blank_disk("data.img", 64).unwrap();
+    provision(&bench, &data);
+    let before = file_digest(&data).unwrap();
+
+    bench.stop_broker();
+    let line = agent::failed_boot(&bench, &[&data], "down.log").unwrap();
+    assert!(line.contains("BOOT FAILED"), "{line}");
+    assert_eq!(
+        file_digest(&data).unwrap(),
+        before,
+        "disk written with the broker down"
+    );
+
+    bench.start_broker(&["deny"]).unwrap();
+    let line = agent::failed_boot(&bench, &[&data], "deny.log").unwrap();
+    assert!(line.contains("PolicyDeny"), "{line}");
+    assert_eq!(
+        file_digest(&data).unwrap(),
+        before,
+        "disk written after a denial"
+    );
+}
+
+#[test]
+fn vm_forged_headers_are_refused_before_the_key_is_used() {
+    let Some((_g, _dir, bench)) = bench() else {
+        return;
+    };
+    let data = bench.blank_disk("data.img", 64).unwrap();
+    provision(&bench, &data);
+    for (name, edit, words) in luks2::forgeries() {
+        let forged = bench
+            .dir
+            .join(format!("forged-{}.img", name.replace(' ', "-")));
+        std::fs::copy(&data, &forged).unwrap();
+        luks2::forge(&forged, edit).unwrap();
+        let before = file_digest(&forged).unwrap();
+        let line = agent::failed_boot(&bench, &[&forged], &format!("{name}.log")).unwrap();
+        assert!(
+            line.to_lowercase().contains(words),
+            "{name}: refusal does not name the problem ({words}): {line}"
+        );
+        assert_eq!(
+            file_digest(&forged).unwrap(),
+            before,
+            "{name}: disk written"
+        );
+    }
+}
+
+#[test]
+fn vm_a_disk_holding_data_is_never_formatted() {
+    let Some((_g, _dir, bench)) = bench() else {
+        return;
+    };
+    // A filesystem made on the host.
+    let fs = bench.blank_disk("ext4.img", 64).unwrap();
+    let status = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&fs)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A DOS partition table and nothing else.
+    let pt = bench.blank_disk("mbr.img", 64).unwrap();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&pt).unwrap();
+        let mut entry = [0u8; 16];
+        entry[4] = 0x83; // Linux
+        entry[8..12].copy_from_slice(&2048u32.to_le_bytes());
+        entry[12..16].copy_from_slice(&4096u32.to_le_bytes());
+        f.seek(SeekFrom::Start(446)).unwrap();
+        f.write_all(&entry).unwrap();
+        f.seek(SeekFrom::Start(510)).unwrap();
+        f.write_all(&[0x55, 0xAA]).unwrap();
+    }
+    // Random bytes without any signature (say, plain dm-crypt).
+    let random = bench.blank_disk("random.img", 64).unwrap();
+    {
+        use std::io::Write;
+        let mut noise = vec![0u8; 1 << 20];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").unwrap(),
+            &mut noise,
+        )
+        .unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&random)
+            .unwrap();
+        f.write_all(&noise).unwrap();
+    }
+    for disk in [&fs, &pt, &random] {
+        let before = file_digest(disk).unwrap();
+        let name = disk.file_name().unwrap().to_string_lossy().into_owned();
+        let line = agent::failed_boot(&bench, &[disk], &format!("{name}.log")).unwrap();
+        assert!(line.contains("BOOT FAILED"), "{name}: {line}");
+        assert_eq!(file_digest(disk).unwrap(), before, "{name} was written");
+    }
+}
+
+#[test]
+fn vm_power_cut_during_first_boot_is_recovered() {
+    let Some((_g, _dir, bench)) = bench() else {
+        return;
+    };
+    // Two points: right after the LUKS2 header is written, and while the
+    // filesystem is being made.
+    for (i, marker) in ["as LUKS2", ": mkfs.ext4"].iter().enumerate() {
+        let data = bench.blank_disk(&format!("cut{i}.img"), 64).unwrap();
+        let (mut vm, _) = bench.boot(&data, &format!("cut{i}.log")).unwrap();
+        agent::expect(&mut vm, marker, Duration::from_secs(180)).unwrap();
+        vm.kill().unwrap();
+        drop(vm);
+
+        let resumed = agent::good_boot(&bench, &data, &format!("cut{i}-resume.log")).unwrap();
+        assert!(
+            resumed.volume.contains("ResumedProvisioning"),
+            "cut at {marker:?}: {}",
+            resumed.volume
+        );
+        assert!(
+            resumed.workload.starts_with("wrote "),
+            "{}",
+            resumed.workload
+        );
+        let text = resumed.workload.trim_start_matches("wrote ");
+        let again = agent::good_boot(&bench, &data, &format!("cut{i}-again.log")).unwrap();
+        assert!(again.volume.contains("Unlocked"), "{}", again.volume);
+        assert_eq!(again.workload, format!("read {text}"));
+    }
+}
