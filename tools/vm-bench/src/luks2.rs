@@ -62,9 +62,11 @@ pub fn forge(image: &Path, edit: impl Fn(&mut Value)) -> Result<()> {
     Ok(())
 }
 
-/// The forgeries a hostile host might try, each with the words cvm-init's
-/// refusal should contain.
-pub fn forgeries() -> Vec<(&'static str, fn(&mut Value), &'static str)> {
+/// One forgery: its name, the edit, and a word cvm-init's refusal names.
+pub type Forgery = (&'static str, fn(&mut Value), &'static str);
+
+/// The forgeries a hostile host might try.
+pub fn forgeries() -> Vec<Forgery> {
     vec![
         (
             "null cipher",
