@@ -14,3 +14,4 @@ pub mod evidence;
 pub mod logging;
 pub mod retry;
 pub mod secrets;
+pub mod storage;
