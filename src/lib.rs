@@ -15,3 +15,4 @@ pub mod handoff;
 pub mod logging;
 pub mod retry;
 pub mod secrets;
+pub mod storage;

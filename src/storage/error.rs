@@ -1,0 +1,109 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::header::HeaderError;
+
+/// Everything that can stop a volume from being prepared. Each message names
+/// the volume and the device and says what an operator can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("device {spec} did not appear within {waited:?} (looked for it {how}); check the VM has the disk attached and that the volume's `device` names it")]
+    DeviceNotFound {
+        spec: String,
+        how: String,
+        waited: Duration,
+    },
+    #[error("device {spec}: {problem}")]
+    DeviceLookup { spec: String, problem: String },
+    #[error("volume {volume}: cannot inspect device {}: {problem}; check the device is readable", device.display())]
+    Probe {
+        volume: String,
+        device: PathBuf,
+        problem: String,
+    },
+    #[error("volume {volume}: device {} is not blank ({found}); cvm-init formats only blank devices and never overwrites data. If this disk really is meant to be wiped, wipe it deliberately: `wipefs -a {dev}` and zero its first and last MiB (`blkdiscard -z` or dd), then boot again", device.display(), dev = device.display())]
+    NotBlank {
+        volume: String,
+        device: PathBuf,
+        found: String,
+    },
+    #[error("volume {volume}: device {} is blank but the config does not allow formatting it (format = false); set format = true for this volume if it should be provisioned on first boot", device.display())]
+    FormatNotAllowed { volume: String, device: PathBuf },
+    #[error("volume {volume}: device {} holds a LUKS2 header that cvm-init did not make ({why}); it is never formatted or unlocked. Use a blank disk, or wipe this one deliberately if its data is not needed", device.display())]
+    ForeignLuks {
+        volume: String,
+        device: PathBuf,
+        why: String,
+    },
+    #[error("volume {volume}: device {} holds an interrupted cvm-init first boot (state \"provisioning\") but format = false, so it is not re-provisioned; set format = true to finish provisioning", device.display())]
+    ResumeNotAllowed { volume: String, device: PathBuf },
+    #[error("volume {volume}: the LUKS2 header on {} is refused: {source}. The host may have forged or altered it; no key was used. Restore the disk from a trusted source or re-provision a blank disk", device.display())]
+    Header {
+        volume: String,
+        device: PathBuf,
+        #[source]
+        source: HeaderError,
+    },
+    #[error("volume {volume}: libcryptsetup failed to {op} on {}: {source}", device.display())]
+    Crypt {
+        volume: String,
+        device: PathBuf,
+        op: &'static str,
+        #[source]
+        source: libcryptsetup_rs::LibcryptErr,
+    },
+    #[error("volume {volume}: the key from the broker does not open the LUKS2 keyslot on {}; check that the broker serves the right resource for this disk. Nothing was formatted", device.display())]
+    WrongKey { volume: String, device: PathBuf },
+    #[error("volume {volume}: key material for {what} is {len} bytes; at least {min} uniformly random bytes are required. Store a longer key in the broker")]
+    KeyTooShort {
+        volume: String,
+        what: &'static str,
+        len: usize,
+        min: usize,
+    },
+    #[error("volume {volume}: key derivation failed: {problem}")]
+    Kdf { volume: String, problem: String },
+    #[error("volume {volume}: activation reported success but {} is not active (status {status}); see the libcryptsetup messages above", mapper.display())]
+    NotActive {
+        volume: String,
+        mapper: PathBuf,
+        status: String,
+    },
+    #[error("volume {volume}: cannot prepare the private header directory {}: {source}; it must be a tmpfs directory writable by root", path.display())]
+    RunDir {
+        volume: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("volume {volume}: {program} not found in PATH or /usr/sbin, /sbin; install it in the initramfs")]
+    ToolMissing {
+        volume: String,
+        program: &'static str,
+    },
+    #[error("volume {volume}: {program} on {} failed ({status}): {stderr}", mapper.display())]
+    Mkfs {
+        volume: String,
+        program: &'static str,
+        mapper: PathBuf,
+        status: String,
+        stderr: String,
+    },
+    #[error("volume {volume}: cannot create mountpoint {}: {source}", mountpoint.display())]
+    Mountpoint {
+        volume: String,
+        mountpoint: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("volume {volume}: mounting {} on {} as {fstype} with options {options:?} failed: {source}", mapper.display(), mountpoint.display())]
+    Mount {
+        volume: String,
+        mapper: PathBuf,
+        mountpoint: PathBuf,
+        fstype: &'static str,
+        options: String,
+        #[source]
+        source: nix::Error,
+    },
+}

@@ -1,0 +1,178 @@
+//! mkfs and mount on an opened mapping. Both act on `/dev/mapper/<name>`,
+//! so they run in the VM tier only; the option parsing is unit-tested.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::mount::MsFlags;
+
+use super::StorageError;
+use crate::config::Filesystem;
+
+pub(crate) fn fstype(fs: Filesystem) -> &'static str {
+    match fs {
+        Filesystem::Ext4 => "ext4",
+        Filesystem::Xfs => "xfs",
+    }
+}
+
+/// `program` from `PATH`, or from /usr/sbin, /sbin (an initramfs may run us
+/// without `PATH`).
+pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The mkfs command for a fresh mapping. `-F`/`-f` are safe and needed: the
+/// mapping was just created under a new random volume key, so whatever it
+/// "contains" is noise (possibly a leftover of an interrupted first boot).
+pub(crate) fn mkfs_args(fs: Filesystem, mapper: &Path) -> (&'static str, Vec<String>) {
+    let dev = mapper.display().to_string();
+    match fs {
+        // ext4 refuses 1024-byte blocks on 4096-byte LUKS sectors.
+        Filesystem::Ext4 => (
+            "mkfs.ext4",
+            vec!["-q".into(), "-F".into(), "-b".into(), "4096".into(), dev],
+        ),
+        // xfs picks up the 4096-byte logical sector size of the mapping.
+        Filesystem::Xfs => ("mkfs.xfs", vec!["-q".into(), "-f".into(), dev]),
+    }
+}
+
+pub(crate) fn mkfs(volume: &str, fs: Filesystem, mapper: &Path) -> Result<(), StorageError> {
+    let (program, args) = mkfs_args(fs, mapper);
+    let exe = find_program(program).ok_or_else(|| StorageError::ToolMissing {
+        volume: volume.to_owned(),
+        program,
+    })?;
+    log::info!("volume {volume}: {program} {}", args.join(" "));
+    let out = Command::new(&exe)
+        .args(&args)
+        .output()
+        .map_err(|e| StorageError::Mkfs {
+            volume: volume.to_owned(),
+            program,
+            mapper: mapper.to_owned(),
+            status: "could not start".to_owned(),
+            stderr: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(StorageError::Mkfs {
+            volume: volume.to_owned(),
+            program,
+            mapper: mapper.to_owned(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Splits fstab-style options into mount(2) flags and the filesystem's data
+/// string (`noatime,nodev,errors=remount-ro` -> NOATIME|NODEV, "errors=remount-ro").
+pub(crate) fn mount_flags(options: &[String]) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for opt in options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+    {
+        let (set, clear) = match opt {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            other => {
+                data.push(other.to_owned());
+                continue;
+            }
+        };
+        flags.remove(clear);
+        flags.insert(set);
+    }
+    (flags, data.join(","))
+}
+
+pub(crate) fn mount(
+    volume: &str,
+    fs: Filesystem,
+    mapper: &Path,
+    mountpoint: &Path,
+    options: &[String],
+) -> Result<(), StorageError> {
+    std::fs::create_dir_all(mountpoint).map_err(|source| StorageError::Mountpoint {
+        volume: volume.to_owned(),
+        mountpoint: mountpoint.to_owned(),
+        source,
+    })?;
+    let (flags, data) = mount_flags(options);
+    let fstype = fstype(fs);
+    nix::mount::mount(
+        Some(mapper),
+        mountpoint,
+        Some(fstype),
+        flags,
+        (!data.is_empty()).then_some(data.as_str()),
+    )
+    .map_err(|source| StorageError::Mount {
+        volume: volume.to_owned(),
+        mapper: mapper.to_owned(),
+        mountpoint: mountpoint.to_owned(),
+        fstype,
+        options: options.join(","),
+        source,
+    })?;
+    log::info!(
+        "volume {volume}: {} mounted on {} ({fstype})",
+        mapper.display(),
+        mountpoint.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_split_into_flags_and_data() {
+        let opts = vec![
+            "noatime,nodev".to_owned(),
+            "errors=remount-ro".to_owned(),
+            "ro".to_owned(),
+            "rw".to_owned(),
+        ];
+        let (flags, data) = mount_flags(&opts);
+        assert_eq!(flags, MsFlags::MS_NOATIME | MsFlags::MS_NODEV);
+        assert_eq!(data, "errors=remount-ro");
+        assert_eq!(mount_flags(&[]), (MsFlags::empty(), String::new()));
+    }
+
+    #[test]
+    fn ext4_gets_4k_blocks() {
+        let (prog, args) = mkfs_args(Filesystem::Ext4, Path::new("/dev/mapper/data"));
+        assert_eq!(prog, "mkfs.ext4");
+        assert_eq!(args, ["-q", "-F", "-b", "4096", "/dev/mapper/data"]);
+        let (prog, args) = mkfs_args(Filesystem::Xfs, Path::new("/dev/mapper/data"));
+        assert_eq!(prog, "mkfs.xfs");
+        assert_eq!(args.last().map(String::as_str), Some("/dev/mapper/data"));
+    }
+}
