@@ -8,6 +8,7 @@
 //! (the one bounded backoff loop).
 
 pub mod attest;
+pub mod boot;
 pub mod broker;
 pub mod config;
 pub mod evidence;

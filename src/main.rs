@@ -31,6 +31,9 @@ struct Args {
 enum Command {
     /// Validate the config and print what a boot would do.
     CheckConfig,
+    /// Attest, unlock or provision the volumes, mount them and deliver the
+    /// secrets (the initrd oneshot under systemd).
+    Boot,
     /// Attest and fetch one broker resource into a file on tmpfs.
     Fetch {
         /// Resource path, REPO/TYPE/TAG.
@@ -94,24 +97,27 @@ enum EvidenceCommand {
 }
 
 fn main() -> ExitCode {
+    // As /init of a minimal initramfs: no arguments are trusted (the kernel
+    // passes unknown command-line words to init), everything comes from the
+    // measured config.
+    if std::process::id() == 1 {
+        cli::boot::init(std::path::Path::new(cvm_init::config::DEFAULT_PATH));
+    }
     let args = Args::parse();
-    cvm_init::logging::init(log::LevelFilter::Info, std::process::id() == 1);
+    cvm_init::logging::init(log::LevelFilter::Info, false);
+    let common = cli::Common {
+        config: &args.config,
+        cmdline: &args.cmdline,
+        allow_simulated_tee: args.allow_simulated_tee,
+    };
     let result = match args.command {
         Command::CheckConfig => cli::check_config(&args.config, &args.cmdline),
+        Command::Boot => cli::boot::boot(&common),
         Command::Fetch {
             ref resource,
             ref output,
             allow_persistent_output,
-        } => cli::fetch(
-            &cli::Common {
-                config: &args.config,
-                cmdline: &args.cmdline,
-                allow_simulated_tee: args.allow_simulated_tee,
-            },
-            resource,
-            output,
-            allow_persistent_output,
-        ),
+        } => cli::fetch(&common, resource, output, allow_persistent_output),
         Command::Evidence {
             command:
                 EvidenceCommand::Decode {

@@ -1,6 +1,7 @@
 //! The commands behind `main`: each loads what it needs, calls the library
 //! and turns errors into `anyhow` with context for the console.
 
+pub mod boot;
 pub mod evidence;
 
 use std::path::Path;

@@ -334,3 +334,15 @@ pub fn mount_volume(p: &PreparedVolume, vol: &VolumeConfig) -> Result<(), Storag
         &vol.mount_options,
     )
 }
+
+/// Mounts a plain device, e.g. the real root on `/sysroot` in PID-1 mode
+/// (its integrity is the image's business, e.g. dm-verity).
+pub fn mount_device(
+    label: &str,
+    device: &Path,
+    target: &Path,
+    fs: crate::config::Filesystem,
+    options: &[String],
+) -> Result<(), StorageError> {
+    fs::mount(label, fs, device, target, options)
+}

@@ -1,0 +1,132 @@
+//! The one orchestration: plan -> attest -> broker -> storage -> secrets.
+//!
+//! One pass, no back and forth: the plan is made from the config before
+//! any I/O; the broker is asked once for every resource the plan needs;
+//! storage and secrets only consume what came back. If the broker step
+//! fails, no device is touched at all, so a failed key fetch can never
+//! lead to a format.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::attest::{self, AttestError, Paths};
+use crate::broker::jwe::{EphemeralKey, JweError, KeyAlg};
+use crate::broker::{BrokerClient, BrokerError};
+use crate::config::{KeyAlgConfig, Plan, ResourcePath};
+use crate::secrets::{self, DeliveryError, Secret, Storage, Target};
+use crate::storage::{self, StorageEnv, StorageError, VolumeAction};
+
+/// Where the boot finds things; every path injectable.
+#[derive(Debug, Clone)]
+pub struct BootEnv {
+    pub attest: Paths,
+    pub storage: StorageEnv,
+    /// `--allow-simulated-tee` (the config twin is in the plan).
+    pub allow_simulated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("attestation: {0}")]
+    Attest(#[from] AttestError),
+    #[error("ephemeral key: {0}")]
+    Key(#[from] JweError),
+    #[error("key broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// Storage errors name their volume and device themselves.
+    #[error(transparent)]
+    Storage(Box<StorageError>),
+    #[error("secret {resource}: {source}")]
+    Secret {
+        resource: String,
+        #[source]
+        source: DeliveryError,
+    },
+    #[error("the broker session did not return {0}; this is a bug")]
+    Missing(ResourcePath),
+}
+
+/// What the boot did, for the console and the benchmarks.
+#[derive(Debug, Default)]
+pub struct BootReport {
+    pub volumes: Vec<(String, VolumeAction, Duration)>,
+    pub secrets: Vec<PathBuf>,
+    pub broker_time: Duration,
+    pub total: Duration,
+}
+
+/// Runs the plan: one attested broker session, then every volume, then
+/// every secret. Key material is dropped (and wiped) when this returns.
+pub fn run(plan: &Plan, env: &BootEnv) -> Result<BootReport, BootError> {
+    let started = Instant::now();
+    let config = &plan.config;
+    let mut report = BootReport::default();
+
+    let mut fetched: HashMap<ResourcePath, Secret> = HashMap::new();
+    if !plan.resources.is_empty() {
+        let allow_sim = env.allow_simulated || config.attester.allow_simulated;
+        let attester = attest::select(config.attester.kind, allow_sim, &env.attest)?;
+        let key = EphemeralKey::generate(match config.broker.key_alg {
+            KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,
+            KeyAlgConfig::RsaOaep256 => KeyAlg::RsaOaep256,
+        })?;
+        let client = BrokerClient::new(&config.broker)?;
+        fetched = client
+            .fetch_all(attester.as_ref(), &key, &plan.resources)?
+            .into_iter()
+            .collect();
+    }
+    report.broker_time = started.elapsed();
+    log::info!(
+        "timing: attestation and {} resources in {} ms",
+        fetched.len(),
+        report.broker_time.as_millis()
+    );
+    let get = |r: &ResourcePath| fetched.get(r).ok_or_else(|| BootError::Missing(r.clone()));
+
+    if !config.volumes.is_empty() {
+        storage::set_up_crypt_logging();
+    }
+    for vol in &config.volumes {
+        let t = Instant::now();
+        let wrap = |e| BootError::Storage(Box::new(e));
+        let prepared = storage::prepare_volume(vol, get(&vol.key)?, &env.storage).map_err(wrap)?;
+        storage::mount_volume(&prepared, vol).map_err(wrap)?;
+        log::info!(
+            "volume {}: {:?} {} -> {} at {} in {} ms",
+            vol.name,
+            prepared.action,
+            prepared.device.display(),
+            prepared.mapper.display(),
+            vol.mountpoint.display(),
+            t.elapsed().as_millis()
+        );
+        report
+            .volumes
+            .push((vol.name.clone(), prepared.action, t.elapsed()));
+    }
+
+    for s in &config.secrets {
+        let target = Target {
+            mode: s.mode_bits(),
+            owner: Some(s.owner_ids()),
+            storage: Storage::MemoryOnly,
+        };
+        secrets::write_secret(&s.path, get(&s.resource)?, target).map_err(|source| {
+            BootError::Secret {
+                resource: s.resource.to_string(),
+                source,
+            }
+        })?;
+        log::info!(
+            "secret {} -> {} ({:o})",
+            s.resource,
+            s.path.display(),
+            target.mode
+        );
+        report.secrets.push(s.path.clone());
+    }
+    report.total = started.elapsed();
+    Ok(report)
+}
