@@ -268,10 +268,12 @@ pub fn validate_header(json: &Value, expect: &Expected) -> Result<(), HeaderErro
         .next()
         .ok_or(HeaderError::DigestCount { found: 0 })?;
 
-    check_keyslot(slot_id, slot, expect)?;
+    // The data segment first: a wrong cipher or missing integrity is the
+    // attack that matters most, and its message should be the one shown.
     let config = object(field(top, "metadata", "config")?, "config")?;
     check_config(config)?;
     check_segment(seg_id, seg, expect, config)?;
+    check_keyslot(slot_id, slot, expect)?;
     check_digest(dig_id, digest, slot_id, seg_id)?;
     let tokens = object(field(top, "metadata", "tokens")?, "tokens")?;
     check_tokens(tokens)?;

@@ -133,15 +133,18 @@ pub(crate) fn format_header(
             .try_into()
             .map_err(crypt_err(volume, device, "prepare LUKS2 parameters"))?;
     let key_bytes = Expected { integrity }.keyslot_key_bytes() as usize;
-    cd.context_handle()
-        .format(
-            EncryptionFormat::Luks2,
-            (CIPHER_NAME, CIPHER_MODE),
-            Some(uuid),
-            Either::Right(key_bytes),
-            Some(&mut params_ref),
-        )
-        .map_err(crypt_err(volume, device, "format LUKS2"))?;
+    let formatted = cd.context_handle().format(
+        EncryptionFormat::Luks2,
+        (CIPHER_NAME, CIPHER_MODE),
+        Some(uuid),
+        Either::Right(key_bytes),
+        Some(&mut params_ref),
+    );
+    if let Err(e) = formatted {
+        drop(cd);
+        scrub_failed_format(volume, device);
+        return Err(crypt_err(volume, device, "format LUKS2")(e));
+    }
     cd.token_handle()
         .json_set(TokenInput::AddToken(&TokenState::Provisioning.token_json()))
         .map_err(crypt_err(volume, device, "write the cvm-init state token"))?;
@@ -158,6 +161,45 @@ pub(crate) fn format_header(
         device.display()
     );
     Ok(uuid_text)
+}
+
+/// How much a failed `crypt_format` may have touched: the LUKS2 metadata
+/// and keyslot area (16 MiB by default) and the first sectors of the data
+/// segment (the dm-integrity superblock).
+const FAILED_FORMAT_SCRUB_BYTES: u64 = 17 << 20;
+
+/// After `crypt_format` failed: libcryptsetup has already zeroed the header
+/// area and filled the keyslot area with random bytes, but wrote no header
+/// (seen when dm-integrity is unavailable). Left like that, the next boot
+/// would find "data without a signature" and refuse the device for good.
+/// We hold a format permit for this device (it was blank, or our own
+/// unfinished first boot), so zeroing what the format touched only returns
+/// it to blank, and the next boot can try again.
+fn scrub_failed_format(volume: &str, device: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).open(device)?;
+        let size = f.seek(SeekFrom::End(0))?;
+        f.seek(SeekFrom::Start(0))?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = FAILED_FORMAT_SCRUB_BYTES.min(size);
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()
+    })();
+    match result {
+        Ok(()) => log::warn!(
+            "volume {volume}: LUKS2 format of {} failed; its metadata area was zeroed so the next boot can retry",
+            device.display()
+        ),
+        Err(e) => log::error!(
+            "volume {volume}: LUKS2 format of {} failed and zeroing its metadata area failed too ({e}); the next boot will refuse it as not blank: wipe it deliberately",
+            device.display()
+        ),
+    }
 }
 
 /// Sets our token's state in the device's header: replaces our token, or

@@ -121,8 +121,9 @@ fn refuses_weak_or_foreign_keyslot_and_digest() {
 fn integrity_must_match_the_config() {
     assert!(matches!(
         refuse(&ours(false), &INTEG),
-        HeaderError::VolumeKeySize { .. }
+        HeaderError::IntegrityMissing { .. }
     ));
+    // Integrity on, key size right, but the segment's integrity removed.
     let mut stripped = ours(true);
     stripped["segments"]["0"]
         .as_object_mut()
