@@ -1,6 +1,7 @@
 //! A small logger for a serial console: one line per event, level first.
-//! Lines go to stderr; when running as PID 1 in the initramfs they also go
-//! to `/dev/kmsg` so they reach the console and the journal.
+//! Lines go to stderr; when running as PID 1 in the initramfs they go to
+//! `/dev/kmsg` instead, so the kernel prints them on the console (with
+//! timestamps) and the journal finds them after `switch_root`.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -19,26 +20,32 @@ impl log::Log for Logger {
             return;
         }
         let line = format!("cvm-init: {}: {}", record.level(), record.args());
-        let _ = writeln!(std::io::stderr(), "{line}");
-        if let Some(kmsg) = &self.kmsg {
-            // kmsg priorities: 3 err, 4 warning, 6 info, 7 debug.
-            let prio = match record.level() {
-                log::Level::Error => 3,
-                log::Level::Warn => 4,
-                log::Level::Info => 6,
-                log::Level::Debug | log::Level::Trace => 7,
-            };
-            if let Ok(mut f) = kmsg.lock() {
-                let _ = writeln!(f, "<{prio}>{line}");
-            }
+        let Some(kmsg) = &self.kmsg else {
+            let _ = writeln!(std::io::stderr(), "{line}");
+            return;
+        };
+        // kmsg priorities: 3 err, 4 warning, 6 info, 7 debug.
+        let prio = match record.level() {
+            log::Level::Error => 3,
+            log::Level::Warn => 4,
+            log::Level::Info => 6,
+            log::Level::Debug | log::Level::Trace => 7,
+        };
+        if let Ok(mut f) = kmsg.lock() {
+            let _ = writeln!(f, "<{prio}>{line}");
         }
     }
 
     fn flush(&self) {}
 }
 
-/// Installs the logger. `kmsg` also copies lines to `/dev/kmsg`.
+/// Installs the logger. With `kmsg`, lines go to `/dev/kmsg` (falling
+/// back to stderr if it cannot be opened), and the kernel's rate limit on
+/// user-space kmsg writes is lifted so no line of a failing boot is lost.
 pub fn init(level: log::LevelFilter, kmsg: bool) {
+    if kmsg {
+        let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+    }
     let kmsg = kmsg
         .then(|| {
             std::fs::OpenOptions::new()

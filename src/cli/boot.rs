@@ -50,6 +50,8 @@ pub fn init(config_path: &Path) -> ! {
     // Nothing is known about the failure action before the config is read:
     // the safe default (power off) applies.
     if let Err(e) = handoff::early_mounts() {
+        // No logger yet: the console is stderr.
+        eprintln!("cvm-init: ERROR: {e}");
         handoff::fail(FailureAction::Halt, false, &format!("{e}"));
     }
     cvm_init::logging::init(log::LevelFilter::Info, true);

@@ -343,9 +343,14 @@ pub fn good_boot(bench: &AgentBench, data: &Path, log_name: &str) -> Result<Good
     let t = Duration::from_secs(180);
     let volume = expect(&mut vm, "volume data: ", t)?;
     let handoff = expect(&mut vm, "timing: agent start to handoff", t)?;
-    let workload = expect(&mut vm, "WORKLOAD: ", t)?;
-    if !(workload.contains("WORKLOAD: wrote ") || workload.contains("WORKLOAD: read ")) {
-        bail!("unexpected workload line {workload:?}\n{}", vm.output());
+    let mut patterns = vec!["WORKLOAD: wrote ", "WORKLOAD: read "];
+    patterns.extend_from_slice(FAILURE_MARKERS);
+    let (i, workload) = vm.wait_for_any(&patterns, t)?;
+    if i > 1 {
+        bail!(
+            "expected the workload's file line, got {workload:?}\n{}",
+            vm.output()
+        );
     }
     expect(&mut vm, "WORKLOAD: serving https", t)?;
     let to_serving = vm.elapsed();
