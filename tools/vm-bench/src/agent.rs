@@ -341,7 +341,16 @@ pub struct GoodBoot {
 pub fn good_boot(bench: &AgentBench, data: &Path, log_name: &str) -> Result<GoodBoot> {
     let (mut vm, port) = bench.boot(data, log_name)?;
     let t = Duration::from_secs(180);
-    let volume = expect(&mut vm, "volume data: ", t)?;
+    let mut patterns = vec![
+        "volume data: Provisioned ",
+        "volume data: Unlocked ",
+        "volume data: ResumedProvisioning ",
+    ];
+    patterns.extend_from_slice(FAILURE_MARKERS);
+    let (i, volume) = vm.wait_for_any(&patterns, t)?;
+    if i > 2 {
+        bail!("expected the volume line, got {volume:?}\n{}", vm.output());
+    }
     let handoff = expect(&mut vm, "timing: agent start to handoff", t)?;
     let mut patterns = vec!["WORKLOAD: wrote ", "WORKLOAD: read "];
     patterns.extend_from_slice(FAILURE_MARKERS);
