@@ -78,8 +78,16 @@ pub fn forgeries() -> Vec<Forgery> {
         (
             "second keyslot",
             |j| {
-                let slot = j["keyslots"]["0"].clone();
+                // A copy of slot 0 in the next free part of the keyslot
+                // area, bound to the digest: a valid second way in.
+                let mut slot = j["keyslots"]["0"].clone();
+                let num = |v: &Value| v.as_str().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+                let end = num(&slot["area"]["offset"]) + num(&slot["area"]["size"]);
+                slot["area"]["offset"] = end.to_string().into();
                 j["keyslots"]["1"] = slot;
+                if let Some(list) = j["digests"]["0"]["keyslots"].as_array_mut() {
+                    list.push("1".into());
+                }
             },
             "keyslot",
         ),
