@@ -26,7 +26,7 @@
 //! `ldd`, `mke2fs` (e2fsprogs), `qemu-system-x86_64` (qemu-system-x86),
 //! `/bin/busybox` (busybox-static), `cryptsetup` (cryptsetup-bin) and
 //! `openssl` for the smoke test and the workload. [`missing_tools`]
-//! reports which are absent; `image-build/install-deps.sh` installs them.
+//! reports which are absent; `scripts/setup` installs them.
 
 pub mod agent;
 pub mod demo;

@@ -2,7 +2,7 @@
 //! (TCG): modules in order, network to a host HTTP server through
 //! 10.0.2.2, LUKS2 + ext4 on a blank virtio disk, plaintext absent from
 //! the image. Skipped (loudly) when the host packages are missing, unless
-//! VM_BENCH_REQUIRED=1; `image-build/install-deps.sh` installs them.
+//! VM_BENCH_REQUIRED=1; `scripts/setup` installs them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,7 +18,7 @@ fn smoke_boot() {
             missing.join(" ")
         );
         eprintln!(
-            "SKIPPED vm smoke test: missing host packages {} (run image-build/install-deps.sh)",
+            "SKIPPED vm smoke test: missing host packages {} (run scripts/setup)",
             missing.join(" ")
         );
         return;
