@@ -18,7 +18,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use cvm_init::config::{Filesystem, KeyDerivation, VolumeConfig};
 use cvm_init::secrets::Secret;
@@ -318,41 +317,11 @@ fn luks2_we_did_not_make_is_refused_even_with_our_token() {
 // ------------------------------------------------------ forged headers
 
 /// Rewrites the JSON area of both header copies in an image, as an
-/// attacker with the disk would, and fixes the checksums (LUKS2 on-disk
-/// format: SHA-256 over the hdr_size bytes of binary header + JSON area
-/// with the 64-byte csum field at 0x1C0 zeroed) so libcryptsetup accepts
-/// the result. Written from the specification, independently of
-/// `storage::ondisk`.
+/// attacker with the disk would, optionally fixing the checksums so
+/// libcryptsetup accepts the result. vm-bench's forger is written from the
+/// LUKS2 specification, independently of `storage::ondisk`.
 fn forge(dev: &Path, fix_checksum: bool, edit: impl FnOnce(&mut Value)) {
-    let mut f = OpenOptions::new().read(true).write(true).open(dev).unwrap();
-    let mut head = [0u8; 4096];
-    f.read_exact(&mut head).unwrap();
-    assert_eq!(&head[..6], b"LUKS\xba\xbe");
-    let hdr_size = u64::from_be_bytes(head[8..16].try_into().unwrap()) as usize;
-    let mut area = vec![0u8; hdr_size];
-    f.seek(SeekFrom::Start(0)).unwrap();
-    f.read_exact(&mut area).unwrap();
-    let json_end = area[4096..].iter().position(|&b| b == 0).unwrap() + 4096;
-    let mut json: Value = serde_json::from_slice(&area[4096..json_end]).unwrap();
-    edit(&mut json);
-    let text = serde_json::to_vec(&json).unwrap();
-    assert!(text.len() < hdr_size - 4096);
-    for (offset, magic) in [(0u64, b"LUKS\xba\xbe"), (hdr_size as u64, b"SKUL\xba\xbe")] {
-        let mut copy = vec![0u8; hdr_size];
-        f.seek(SeekFrom::Start(offset)).unwrap();
-        f.read_exact(&mut copy).unwrap();
-        assert_eq!(&copy[..6], magic);
-        copy[4096..].fill(0);
-        copy[4096..4096 + text.len()].copy_from_slice(&text);
-        if fix_checksum {
-            copy[0x1C0..0x200].fill(0);
-            let sum = Sha256::digest(&copy);
-            copy[0x1C0..0x1C0 + 32].copy_from_slice(&sum);
-        }
-        f.seek(SeekFrom::Start(offset)).unwrap();
-        f.write_all(&copy).unwrap();
-    }
-    f.sync_all().unwrap();
+    vm_bench::luks2::forge(dev, fix_checksum, edit).unwrap();
 }
 
 /// Provisions a ready volume, forges its header, and returns the error.

@@ -272,23 +272,7 @@ pub fn prepare_volume(
         disposition.describe()
     );
     let (mut copy, action) = match disposition {
-        Disposition::Unlock(mut copy) => {
-            let key = derive_key(
-                vol.key_derivation,
-                key_material,
-                &vol.name,
-                copy.luks_uuid(),
-            )?;
-            copy.activate(&key)?;
-            let luks_uuid = copy.luks_uuid().to_owned();
-            return Ok(PreparedVolume {
-                name: vol.name.clone(),
-                device,
-                mapper,
-                action: VolumeAction::Unlocked,
-                luks_uuid,
-            });
-        }
+        Disposition::Unlock(copy) => (*copy, VolumeAction::Unlocked),
         Disposition::Format(permit) => (
             format_volume(permit, vol, key_material, env)?,
             VolumeAction::Provisioned,
@@ -307,13 +291,15 @@ pub fn prepare_volume(
     )?;
     copy.activate(&key)?;
     drop(key);
-    let rollback = ActiveMapping(Some(&vol.name));
-    if vol.integrity {
-        copy.wipe_mapping(&mapper)?;
+    if action != VolumeAction::Unlocked {
+        let rollback = ActiveMapping(Some(&vol.name));
+        if vol.integrity {
+            copy.wipe_mapping(&mapper)?;
+        }
+        fs::mkfs(&vol.name, vol.filesystem, &mapper)?;
+        mark_ready(vol, &device)?;
+        rollback.disarm();
     }
-    fs::mkfs(&vol.name, vol.filesystem, &mapper)?;
-    mark_ready(vol, &device)?;
-    rollback.disarm();
     Ok(PreparedVolume {
         name: vol.name.clone(),
         device,

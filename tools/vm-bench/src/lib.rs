@@ -85,6 +85,23 @@ pub fn missing_tools() -> Vec<&'static str> {
         .collect()
 }
 
+/// For VM tests: true when the host tools are there; otherwise says the
+/// test is skipped, or fails it when `VM_BENCH_REQUIRED` is set (CI sets
+/// it, since `scripts/setup` installs the tools).
+pub fn tools_present(test: &str) -> bool {
+    let missing = missing_tools();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "{test}: missing host packages {} (scripts/setup installs them)",
+        missing.join(" ")
+    );
+    assert!(std::env::var_os("VM_BENCH_REQUIRED").is_none(), "{msg}");
+    eprintln!("SKIPPED {msg}");
+    false
+}
+
 /// Finds a host program on PATH, also looking in the sbin directories that a
 /// non-root PATH may lack.
 pub fn find_tool(name: &str) -> Result<PathBuf> {

@@ -20,41 +20,52 @@ const BINARY_HDR: usize = 4096;
 const CSUM_OFFSET: usize = 0x1C0;
 const CSUM_LEN: usize = 64;
 
-/// Applies `edit` to the JSON metadata of both header copies in `image`
-/// and rewrites their checksums.
-pub fn forge(image: &Path, edit: impl Fn(&mut Value)) -> Result<()> {
+/// Applies `edit` to the JSON metadata (read from the primary copy) and
+/// writes the result into both header copies of `image`; with
+/// `fix_checksum` their checksums are recomputed so libcryptsetup accepts
+/// the forgery, without it they are left stale (libcryptsetup must then
+/// refuse the header itself).
+pub fn forge(image: &Path, fix_checksum: bool, edit: impl FnOnce(&mut Value)) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(image)
         .with_context(|| format!("opening {}", image.display()))?;
-    let mut first = [0u8; 16];
-    f.read_exact(&mut first)?;
-    if &first[..6] != b"LUKS\xba\xbe" {
+    let mut head = [0u8; 16];
+    f.read_exact(&mut head)?;
+    if &head[..6] != b"LUKS\xba\xbe" {
         bail!("{} has no LUKS2 primary header", image.display());
     }
-    let hdr_size = u64::from_be_bytes(first[8..16].try_into()?) as usize;
-    for offset in [0, hdr_size] {
+    let hdr_size = u64::from_be_bytes(head[8..16].try_into()?) as usize;
+    let mut primary = vec![0u8; hdr_size];
+    f.seek(SeekFrom::Start(0))?;
+    f.read_exact(&mut primary)?;
+    let json_area = &primary[BINARY_HDR..];
+    let end = json_area
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(json_area.len());
+    let mut json: Value =
+        serde_json::from_slice(&json_area[..end]).context("JSON area of the primary header")?;
+    edit(&mut json);
+    let text = serde_json::to_vec(&json)?;
+    if text.len() >= hdr_size - BINARY_HDR {
+        bail!("forged JSON does not fit the JSON area");
+    }
+    for (offset, magic) in [(0, b"LUKS\xba\xbe"), (hdr_size, b"SKUL\xba\xbe")] {
         let mut hdr = vec![0u8; hdr_size];
         f.seek(SeekFrom::Start(offset as u64))?;
         f.read_exact(&mut hdr)?;
-        let json_area = &hdr[BINARY_HDR..];
-        let end = json_area
-            .iter()
-            .position(|b| *b == 0)
-            .unwrap_or(json_area.len());
-        let mut json: Value = serde_json::from_slice(&json_area[..end])
-            .with_context(|| format!("JSON area of the header copy at {offset}"))?;
-        edit(&mut json);
-        let text = serde_json::to_vec(&json)?;
-        if text.len() >= hdr_size - BINARY_HDR {
-            bail!("forged JSON does not fit the JSON area");
+        if &hdr[..6] != magic {
+            bail!("no LUKS2 header copy at offset {offset}");
         }
         hdr[BINARY_HDR..].fill(0);
         hdr[BINARY_HDR..BINARY_HDR + text.len()].copy_from_slice(&text);
-        hdr[CSUM_OFFSET..CSUM_OFFSET + CSUM_LEN].fill(0);
-        let sum = Sha256::digest(&hdr);
-        hdr[CSUM_OFFSET..CSUM_OFFSET + sum.len()].copy_from_slice(&sum);
+        if fix_checksum {
+            hdr[CSUM_OFFSET..CSUM_OFFSET + CSUM_LEN].fill(0);
+            let sum = Sha256::digest(&hdr);
+            hdr[CSUM_OFFSET..CSUM_OFFSET + sum.len()].copy_from_slice(&sum);
+        }
         f.seek(SeekFrom::Start(offset as u64))?;
         f.write_all(&hdr)?;
     }

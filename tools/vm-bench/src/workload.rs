@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-
 /// Port the workload serves HTTPS on inside the guest.
 pub const HTTPS_PORT: u16 = 8443;
 

@@ -7,30 +7,21 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use vm_bench::agent::{self, file_digest, AgentBench};
-use vm_bench::{luks2, scan};
+use vm_bench::luks2;
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn bench() -> Option<(
-    std::sync::MutexGuard<'static, ()>,
-    tempfile::TempDir,
-    AgentBench,
-)> {
-    let missing = vm_bench::missing_tools();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var_os("VM_BENCH_REQUIRED").is_none(),
-            "missing host packages: {}",
-            missing.join(" ")
-        );
-        eprintln!("SKIPPED: missing host packages {}", missing.join(" "));
-        return None;
-    }
-    let guard = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+fn one_vm_at_a_time() -> Option<MutexGuard<'static, ()>> {
+    vm_bench::tools_present("vm boot test")
+        .then(|| ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn bench() -> Option<(MutexGuard<'static, ()>, tempfile::TempDir, AgentBench)> {
+    let guard = one_vm_at_a_time()?;
     let dir = tempfile::tempdir().unwrap();
     let bench = AgentBench::new(dir.path()).unwrap();
     Some((guard, dir, bench))
@@ -43,22 +34,14 @@ fn provision(bench: &AgentBench, data: &Path) -> agent::GoodBoot {
     first
 }
 
+/// The demo is the test: provision, write, serve the broker's certificate,
+/// unlock, read back, and no key or plaintext on the disk.
 #[test]
 fn vm_first_boot_provisions_second_boot_unlocks_nothing_leaks() {
-    let Some((_g, _dir, bench)) = bench() else {
-        return;
-    };
-    let data = bench.blank_disk("data.img", 64).unwrap();
-    let first = provision(&bench, &data);
-    assert!(first.workload.starts_with("wrote "), "{}", first.workload);
-    assert!(first.served_broker_cert);
-    let second = agent::good_boot(&bench, &data, "boot2.log").unwrap();
-    assert!(second.volume.contains("Unlocked"), "{}", second.volume);
-    let text = first.workload.trim_start_matches("wrote ");
-    assert_eq!(second.workload, format!("read {text}"));
-    assert!(second.served_broker_cert);
-    assert_eq!(bench.leaked_secrets(&data).unwrap(), Vec::<&str>::new());
-    assert!(!scan::image_contains(&data, text.as_bytes()).unwrap());
+    let Some(_g) = one_vm_at_a_time() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let report = vm_bench::demo::run(dir.path(), false).unwrap_or_else(|e| panic!("{e:#}"));
+    let (first, second) = (report.first.unwrap(), report.second.unwrap());
     eprintln!(
         "timings: boot 1 handoff {:?} ms (volume {:?} ms), boot 2 handoff {:?} ms (volume {:?} ms)",
         first.handoff_ms, first.volume_ms, second.handoff_ms, second.volume_ms
@@ -105,7 +88,7 @@ fn vm_forged_headers_are_refused_before_the_key_is_used() {
             .dir
             .join(format!("forged-{}.img", name.replace(' ', "-")));
         std::fs::copy(&data, &forged).unwrap();
-        luks2::forge(&forged, edit).unwrap();
+        luks2::forge(&forged, true, edit).unwrap();
         let before = file_digest(&forged).unwrap();
         let line = agent::failed_boot(&bench, &[&forged], &format!("{name}.log")).unwrap();
         assert!(

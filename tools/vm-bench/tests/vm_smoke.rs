@@ -10,17 +10,7 @@ use std::time::Instant;
 
 #[test]
 fn smoke_boot() {
-    let missing = vm_bench::missing_tools();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var_os("VM_BENCH_REQUIRED").is_none(),
-            "missing host packages: {}",
-            missing.join(" ")
-        );
-        eprintln!(
-            "SKIPPED vm smoke test: missing host packages {} (run scripts/setup)",
-            missing.join(" ")
-        );
+    if !vm_bench::tools_present("vm smoke test") {
         return;
     }
     let t0 = Instant::now();
