@@ -75,6 +75,8 @@ pub struct AgentBench {
     /// The data disk's master secret, held by the broker.
     pub disk_secret: Vec<u8>,
     pub broker_port: u16,
+    /// The data volume uses dm-integrity (`integrity = true`).
+    pub integrity: bool,
     broker: Option<Child>,
 }
 
@@ -83,6 +85,11 @@ impl AgentBench {
     /// resources and the initramfs (whose config pins the broker's CA), and
     /// starts the broker.
     pub fn new(dir: &Path) -> Result<Self> {
+        Self::with_integrity(dir, false)
+    }
+
+    /// Like [`new`](Self::new), with `integrity` set on the data volume.
+    pub fn with_integrity(dir: &Path, integrity: bool) -> Result<Self> {
         let bins = build_binaries()?;
         let kernel = kernel::fetch_kernel(&crate::cache_dir())?;
         std::fs::create_dir_all(dir)?;
@@ -109,6 +116,7 @@ impl AgentBench {
             tls,
             disk_secret,
             broker_port: free_port()?,
+            integrity,
             broker: None,
         };
         bench.start_broker(&[])?;
@@ -200,6 +208,7 @@ key_derivation = "hkdf"
 format = true
 filesystem = "ext4"
 mountpoint = "/sysroot/data"
+integrity = {integrity}
 
 [[secret]]
 resource = "default/tls/cert"
@@ -213,7 +222,8 @@ path = "/run/cvm-init/tls/key.pem"
 [failure]
 action = "halt"
 "#,
-            port = self.broker_port
+            port = self.broker_port,
+            integrity = self.integrity
         )
     }
 

@@ -186,3 +186,16 @@ fn vm_power_cut_during_first_boot_is_recovered() {
         assert_eq!(again.workload, format!("read {text}"));
     }
 }
+
+#[test]
+fn vm_integrity_volume_provisions_and_unlocks() {
+    let Some(_g) = one_vm_at_a_time() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bench = AgentBench::with_integrity(dir.path(), true).unwrap();
+    let data = bench.blank_disk("data.img", 64).unwrap();
+    let first = provision(&bench, &data);
+    let text = first.workload.trim_start_matches("wrote ").to_owned();
+    let second = agent::good_boot(&bench, &data, "boot2.log").unwrap();
+    assert!(second.volume.contains("Unlocked"), "{}", second.volume);
+    assert_eq!(second.workload, format!("read {text}"));
+}
