@@ -1,0 +1,103 @@
+#!/bin/bash
+# dracut module for cvm-init: attests to the user's key broker in the
+# initrd, unlocks or provisions the encrypted volumes below /sysroot and puts
+# secrets on /run before switch-root (see systemd/cvm-init.service).
+#
+# Opt-in: the package installs this module on every machine, but it is only
+# part of an initrd once the administrator has written
+# /etc/cvm-init/config.toml. Everything under /etc/cvm-init (the config, the
+# pinned broker CA) is copied into the initrd, and so is measured with it.
+# shellcheck shell=bash
+# dracut sources this file and provides inst_*, instmods, $initdir, $moddir
+# and $systemdsystemunitdir; the functions are called by dracut, not here.
+# shellcheck disable=SC2154
+
+# Files the package ships for this module (see [package.metadata.deb]).
+cvm_init_share=/usr/share/cvm-init
+cvm_init_config=/etc/cvm-init/config.toml
+
+# Print the value of KEY in [SECTION] of the config (a plain `key = "value"`
+# line; enough for url and action, which are plain strings). cvm-init itself
+# validates the config; this only picks optional initrd pieces.
+cvm_init_toml_get() {
+    awk -v want="[$1]" -v key="$2" '
+        /^[[:space:]]*\[/ { gsub(/[[:space:]]/, ""); section = $0; next }
+        section == want && $0 ~ "^[[:space:]]*" key "[[:space:]]*=" {
+            sub(/^[^=]*=[[:space:]]*"/, ""); sub(/".*$/, ""); print; exit
+        }' "$cvm_init_config"
+}
+
+# True when the broker is reached over the network (not loopback).
+cvm_init_needs_network() {
+    local url
+    url=$(cvm_init_toml_get broker url)
+    case "$url" in
+        "") return 1 ;;
+        http://127.* | https://127.* | http://localhost[:/]* | https://localhost[:/]* | \
+            http://localhost | https://localhost | http://\[::1\]* | https://\[::1\]*) return 1 ;;
+        *) return 0 ;;
+    esac
+}
+
+check() {
+    # 255: only when another module or the user asks for it. Unconfigured
+    # machines (the package merely installed) get an unchanged initrd.
+    [[ -f $cvm_init_config ]] || return 255
+    require_binaries /usr/bin/cvm-init || return 1
+    return 0
+}
+
+depends() {
+    local deps="systemd"
+    # The network stack only for a broker across the network; dracut's
+    # "network" picks NetworkManager, systemd-networkd or network-legacy.
+    if [[ -f $cvm_init_config ]] && cvm_init_needs_network; then
+        deps="$deps network"
+    fi
+    echo "$deps"
+    return 0
+}
+
+installkernel() {
+    # Best effort (no -c): a kernel without one of these (tdx-guest on an
+    # AMD-only build, a built-in driver) still gets an initrd.
+    # dm-crypt/dm-integrity: the volumes; virtio: the usual CVM devices;
+    # sev-guest/tdx-guest/tsm/configfs: the attestation report;
+    # aesni-intel/xts/ecb: aes-xts-plain64 at speed; ext4/xfs: the mkfs'd
+    # file systems.
+    instmods dm_mod dm_crypt dm_integrity \
+        virtio_blk virtio_net virtio_pci virtio_scsi \
+        sev-guest tdx-guest tsm configfs \
+        aesni_intel xts ecb cryptd \
+        ext4 xfs
+}
+
+install() {
+    # inst_binary resolves the ELF's libraries (libcryptsetup, libblkid,
+    # libc). glibc dlopens libgcc_s for unwinding, which ldd does not show.
+    inst_binary /usr/bin/cvm-init
+    inst_libdir_file "libgcc_s.so.1"
+
+    # The config and everything it references (the pinned CA, relative to
+    # the config file).
+    local f
+    for f in /etc/cvm-init/*; do
+        [[ -f $f ]] && inst_simple "$f"
+    done
+
+    # First-boot provisioning runs mkfs; only the ones present are copied.
+    inst_multiple -o mkfs.ext4 mkfs.xfs
+
+    inst_simple "$systemdsystemunitdir/cvm-init.service"
+    if cvm_init_needs_network; then
+        inst_simple "$cvm_init_share/network.conf" \
+            "$systemdsystemunitdir/cvm-init.service.d/network.conf"
+    fi
+    # The unit powers off on failure (failure.action = "halt", the default).
+    if [[ $(cvm_init_toml_get failure action) == reboot ]]; then
+        inst_simple "$cvm_init_share/failure-reboot.conf" \
+            "$systemdsystemunitdir/cvm-init.service.d/failure-reboot.conf"
+    fi
+    # [Install] RequiredBy=initrd-fs.target
+    "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable cvm-init.service
+}
