@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use crate::attest::{self, AttestError, Paths};
 use crate::broker::jwe::{EphemeralKey, JweError, KeyAlg};
 use crate::broker::{BrokerClient, BrokerError};
-use crate::config::{KeyAlgConfig, Plan, ResourcePath};
+use crate::config::{Config, KeyAlgConfig, ResourcePath};
+use crate::initdata::{self, InitDataError};
 use crate::secrets::{self, DeliveryError, Secret, Storage, Target};
 use crate::storage::{self, StorageEnv, StorageError, VolumeAction};
 
@@ -34,6 +35,8 @@ pub enum BootError {
     Key(#[from] JweError),
     #[error("key broker: {0}")]
     Broker(#[from] BrokerError),
+    #[error(transparent)]
+    InitData(#[from] InitDataError),
     /// Storage errors name their volume and device themselves.
     #[error(transparent)]
     Storage(Box<StorageError>),
@@ -56,26 +59,37 @@ pub struct BootReport {
     pub total: Duration,
 }
 
-/// Runs the plan: one attested broker session, then every volume, then
-/// every secret. Key material is dropped (and wiped) when this returns.
-pub fn run(plan: &Plan, env: &BootEnv) -> Result<BootReport, BootError> {
+/// Runs the boot for the measured `config`: reads and checks host-supplied
+/// init-data (if the config allows any), makes the plan, runs one attested
+/// broker session, then every volume, then every secret. Key material is
+/// dropped (and wiped) when this returns.
+pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     let started = Instant::now();
-    let config = &plan.config;
     let mut report = BootReport::default();
 
+    let init_data = initdata::load(config.init_data.as_ref())?;
+    let mut config = config.clone();
     let mut fetched: HashMap<ResourcePath, Secret> = HashMap::new();
-    if !plan.resources.is_empty() {
-        let allow_sim = env.allow_simulated || config.attester.allow_simulated;
-        let attester = attest::select(config.attester.kind, allow_sim, &env.attest)?;
-        let key = EphemeralKey::generate(match config.broker.key_alg {
-            KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,
-            KeyAlgConfig::RsaOaep256 => KeyAlg::RsaOaep256,
-        })?;
-        let client = BrokerClient::new(&config.broker)?;
-        fetched = client
-            .fetch_all(attester.as_ref(), &key, &plan.resources)?
-            .into_iter()
-            .collect();
+    if init_data.is_some() || !config.plan().resources.is_empty() {
+        let attester = attest::from_config(&config.attester, env.allow_simulated, &env.attest)?;
+        let mut client = BrokerClient::new(&config.broker)?;
+        if let Some(d) = &init_data {
+            // Nothing from the host is used before this check.
+            d.verify(&attester.host_data()?)?;
+            config = d.apply(&config)?;
+            client = client.with_init_data(d.to_wire());
+        }
+        let plan = config.plan();
+        if !plan.resources.is_empty() {
+            let key = EphemeralKey::generate(match config.broker.key_alg {
+                KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,
+                KeyAlgConfig::RsaOaep256 => KeyAlg::RsaOaep256,
+            })?;
+            fetched = client
+                .fetch_all(attester.as_ref(), &key, &plan.resources)?
+                .into_iter()
+                .collect();
+        }
     }
     report.broker_time = started.elapsed();
     log::info!(

@@ -4,7 +4,8 @@
 //! Module map (see `DESIGN.md`): `config` (what the measured image asks
 //! for), `attest` (hardware evidence, one backend per TEE), `evidence`
 //! (typed decoders for SNP reports and TDX quotes), `broker` (Trustee KBS
-//! client), `secrets` (zeroizing buffers and tmpfs delivery), `retry`
+//! client), `initdata` (host-supplied config bound by HOST_DATA /
+//! MRCONFIGID), `secrets` (zeroizing buffers and tmpfs delivery), `retry`
 //! (the one bounded backoff loop).
 
 pub mod attest;
@@ -13,6 +14,7 @@ pub mod broker;
 pub mod config;
 pub mod evidence;
 pub mod handoff;
+pub mod initdata;
 pub mod logging;
 pub mod retry;
 pub mod secrets;

@@ -518,3 +518,57 @@ fn snp_under_svsm_requests_at_privlevel_floor() {
     assert_eq!(writes[0].1, b"2\n");
     fx.assert_clean();
 }
+
+// ------------------------------------------------- host data (init-data)
+
+#[test]
+fn host_data_comes_from_a_fresh_report_snp_host_data_and_tdx_mrconfigid() {
+    let fx = Fixture::new();
+    let mut r = read_sample("snp/trustee-genoa-vcek-report.bin");
+    r[SNP_REPORT_DATA].fill(0); // the probe binds nothing
+    r[0xC0..0xE0].copy_from_slice(&[0x42; 32]);
+    let k = Arc::new(FakeKernel::new("sev_guest", r, None));
+    let h = SnpAttester::with_tsm(fx.tsm(&k))
+        .host_data()
+        .expect("snp host data");
+    assert_eq!(
+        (h.register, h.value, h.width),
+        ("SNP HOST_DATA", vec![0x42; 32], Some(32))
+    );
+    fx.assert_clean();
+
+    for (file, body) in [
+        ("tdx/trustee-tdx-quote-v4.dat", 48),
+        ("tdx/trustee-tdx-quote-v5.dat", 54),
+    ] {
+        let fx = Fixture::new();
+        let mut q = read_sample(file);
+        q[body + 520..body + 584].fill(0);
+        q[body + 184..body + 232].copy_from_slice(&[0x24; 48]);
+        let k = Arc::new(FakeKernel::new("tdx_guest", q, None));
+        let h = TdxAttester::new(fx.tsm(&k), fx.paths.ccel.clone())
+            .host_data()
+            .expect(file);
+        assert_eq!(
+            (h.register, h.value, h.width),
+            ("TDX MRCONFIGID", vec![0x24; 48], Some(48)),
+            "{file}"
+        );
+        fx.assert_clean();
+    }
+
+    // A report that binds something else is not ours: refused as always.
+    let fx = Fixture::new();
+    let k = Arc::new(FakeKernel::new(
+        "sev_guest",
+        read_sample("snp/trustee-genoa-vcek-report.bin"),
+        None,
+    ));
+    let err = SnpAttester::with_tsm(fx.tsm(&k))
+        .host_data()
+        .expect_err("foreign report");
+    assert!(
+        matches!(err, AttestError::ReportDataMismatch { .. }),
+        "{err}"
+    );
+}

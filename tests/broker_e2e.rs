@@ -435,3 +435,148 @@ fn plain_http_broker_needs_the_insecure_flag() {
     let cfg = cfg.replace("[attester]", "insecure_http = true\n[attester]");
     assert_eq!(fetch_lib(&cfg).unwrap(), SECRET);
 }
+
+/// An init-data document in a tmpfs directory and its SHA-384.
+fn init_data_doc(dir: &Path, part: &str) -> (PathBuf, String) {
+    use sha2::Digest as _;
+    let body = format!(
+        "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"cvm-init.toml\" = '''\n{part}'''\n"
+    );
+    let path = dir.join("init-data.toml");
+    std::fs::write(&path, &body).unwrap();
+    (path, hex::encode(sha2::Sha384::digest(body.as_bytes())))
+}
+
+/// `b.config` with `[init_data]` at `doc` and the simulated launch's host data.
+fn init_data_config(b: &Broker, doc: &Path, host_data: &str) -> String {
+    format!(
+        "{}simulated_host_data = \"{host_data}\"\n[init_data]\npath = \"{}\"\nrequired = true\nallow = [\"secret\"]\n",
+        b.config(""),
+        doc.display()
+    )
+}
+
+const APP_SECRET: &str =
+    "[[secret]]\nresource = \"default/app/token\"\npath = \"/run/cvm-init/e2e/token\"\n";
+
+#[test]
+fn init_data_matching_the_host_data_is_sent_and_the_broker_checks_it() {
+    let b = Broker::start(&[]);
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (doc, digest) = init_data_doc(shm.path(), APP_SECRET);
+    let f = fetch(&init_data_config(&b, &doc, &digest), "default/tls/key", &[]);
+    assert!(f.out.status.success(), "{}", f.stderr());
+    assert_eq!(std::fs::read(&f.target).unwrap(), SECRET);
+    assert!(
+        f.stderr().contains("matches this VM's simulated host data"),
+        "{}",
+        f.stderr()
+    );
+    assert!(
+        b.log().contains(&format!(
+            "init-data (sha384) matches sample init_data {digest}"
+        )),
+        "{}",
+        b.log()
+    );
+}
+
+#[test]
+fn a_host_data_mismatch_is_refused_before_anything_is_sent() {
+    let b = Broker::start(&[]);
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (doc, digest) = init_data_doc(shm.path(), APP_SECRET);
+    // The host swapped the document after launch: HOST_DATA holds the
+    // digest of another one.
+    let launched_with = format!("{}00", &digest[..94]);
+    let f = fetch(
+        &init_data_config(&b, &doc, &launched_with),
+        "default/tls/key",
+        &[],
+    );
+    assert_failed_and_wrote_nothing(&f);
+    let err = f.stderr();
+    assert!(err.contains("simulated host data"), "{err}");
+    assert!(err.contains(&launched_with), "{err}");
+    assert!(err.contains(&digest), "{err}");
+    assert!(err.contains("Refusing to use any of it"), "{err}");
+    assert!(
+        !b.log().contains("/auth"),
+        "contacted the broker: {}",
+        b.log()
+    );
+}
+
+#[test]
+fn the_broker_refuses_init_data_that_the_evidence_does_not_bind() {
+    // The agent's own check bypassed (library path): kbs-dev, like Trustee,
+    // compares the digest with the evidence's register itself.
+    let b = Broker::start(&[]);
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (doc, _) = init_data_doc(shm.path(), APP_SECRET);
+    let config = Config::from_toml(&b.config("")).unwrap();
+    let attester = attest::select(AttesterKind::Simulated, true, &Paths::default()).unwrap();
+    let key = EphemeralKey::generate(KeyAlg::EcdhEsA256Kw).unwrap();
+    let body = std::fs::read_to_string(&doc).unwrap();
+    let wire = cvm_init::initdata::InitData::parse(&doc, body)
+        .unwrap()
+        .to_wire();
+    let client = BrokerClient::new(&config.broker)
+        .unwrap()
+        .with_init_data(wire);
+    let err = client
+        .fetch_all(
+            attester.as_ref(),
+            &key,
+            &["default/tls/key".parse().unwrap()],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BrokerError::Refused {
+                kind: KbsErrorKind::AttestationFailed,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        b.log().contains("the sample evidence has no init_data"),
+        "{}",
+        b.log()
+    );
+}
+
+#[test]
+fn boot_takes_a_secret_from_bound_init_data() {
+    // `boot` writes secrets to tmpfs below /run/cvm-init: give it a private
+    // tmpfs there in a mount namespace (the tests run as root).
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: boot_takes_a_secret_from_bound_init_data needs root");
+        return;
+    }
+    let b = Broker::start(&[]);
+    let res = b.dir.path().join("resources/default/app");
+    std::fs::create_dir_all(&res).unwrap();
+    std::fs::write(res.join("token"), b"app-token-42").unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (doc, digest) = init_data_doc(shm.path(), APP_SECRET);
+    let cfg = shm.path().join("config.toml");
+    std::fs::write(&cfg, init_data_config(&b, &doc, &digest)).unwrap();
+    std::fs::create_dir_all("/run/cvm-init").unwrap();
+    let script = format!(
+        "mount -t tmpfs tmpfs /run/cvm-init && '{}' --config '{}' --cmdline /nonexistent boot && cat /run/cvm-init/e2e/token",
+        env!("CARGO_BIN_EXE_cvm-init"),
+        cfg.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, b"app-token-42");
+    assert!(err.contains("adds 0 volume(s) and 1 secret(s)"), "{err}");
+    assert!(b.log().contains("default/app/token"), "{}", b.log());
+}

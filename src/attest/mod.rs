@@ -45,7 +45,26 @@ pub trait Attester: Send + Sync {
     fn raw(&self, report_data: &[u8; 64]) -> Result<RawEvidence, AttestError>;
     /// One-line description for logs.
     fn describe(&self) -> String;
+    /// The launch-time register the host sets and the hardware reports
+    /// (SNP HOST_DATA, TDX MRCONFIGID), read from a fresh report: what a
+    /// host-supplied init-data document must hash to.
+    fn host_data(&self) -> Result<HostData, AttestError>;
 }
+
+/// A launch-time register the host chose and the hardware reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostData {
+    /// `SNP HOST_DATA`, `TDX MRCONFIGID` or `simulated host data`.
+    pub register: &'static str,
+    pub value: Vec<u8>,
+    /// A hardware register's fixed width: a digest is zero-padded or
+    /// truncated to it. `None` (simulated): compared as the whole digest.
+    pub width: Option<usize>,
+}
+
+/// REPORT_DATA of the extra report read only for [`Attester::host_data`]:
+/// it binds nothing and is never sent anywhere.
+pub(crate) const HOST_DATA_PROBE: [u8; 64] = [0; 64];
 
 /// A report as the hardware gave it, for diagnosis.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,6 +271,36 @@ pub(crate) fn check_report_data(
     }
 }
 
+/// Choose the attester the config asks for on the real configfs; the
+/// simulated TEE carries `attester.simulated_host_data`.
+pub fn from_config(
+    config: &crate::config::AttesterConfig,
+    allow_simulated_flag: bool,
+    paths: &Paths,
+) -> Result<Box<dyn Attester>, AttestError> {
+    let allow = allow_simulated_flag || config.allow_simulated;
+    if config.kind == AttesterKind::Simulated && allow {
+        let host_data = config
+            .simulated_host_data
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .unwrap_or_default();
+        return Ok(Box::new(simulated(sim::SimAttester::with_host_data(
+            host_data,
+        ))));
+    }
+    select(config.kind, allow, paths)
+}
+
+fn simulated(sim: sim::SimAttester) -> sim::SimAttester {
+    log::warn!(
+        "!!! SIMULATED TEE selected (--allow-simulated-tee): {} — this boot is NOT attested \
+         and its secrets are NOT protected; a real broker's policy rejects it !!!",
+        sim.describe()
+    );
+    sim
+}
+
 /// Choose the attester for `kind` on the real configfs.
 pub fn select(
     kind: AttesterKind,
@@ -273,13 +322,7 @@ pub fn select_with(
         if !allow_simulated {
             return Err(AttestError::SimulatedNotAllowed);
         }
-        let sim = sim::SimAttester::new();
-        log::warn!(
-            "!!! SIMULATED TEE selected (--allow-simulated-tee): {} — this boot is NOT attested \
-             and its secrets are NOT protected; a real broker's policy rejects it !!!",
-            sim.describe()
-        );
-        return Ok(Box::new(sim));
+        return Ok(Box::new(simulated(sim::SimAttester::new())));
     }
     let tsm = Tsm::new(paths.tsm.clone(), fs);
     let found = detect::detect(paths, &tsm);

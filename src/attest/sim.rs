@@ -8,7 +8,7 @@
 
 use base64::Engine as _;
 
-use super::{AttestError, Attester, RawEvidence, DIGEST_LEN};
+use super::{AttestError, Attester, HostData, RawEvidence, DIGEST_LEN};
 
 /// Marker at the start of the fake raw report.
 pub const FAKE_REPORT_MARKER: &[u8] =
@@ -18,12 +18,18 @@ pub const FAKE_REPORT_MARKER: &[u8] =
 /// opt-in, or directly by tests.
 #[derive(Debug)]
 pub struct SimAttester {
-    _private: (),
+    /// What a hypervisor would have put in HOST_DATA / MRCONFIGID; empty
+    /// when the simulated launch set none.
+    host_data: Vec<u8>,
 }
 
 impl SimAttester {
     pub(super) fn new() -> Self {
-        SimAttester { _private: () }
+        Self::with_host_data(Vec::new())
+    }
+
+    pub(super) fn with_host_data(host_data: Vec<u8>) -> Self {
+        SimAttester { host_data }
     }
 }
 
@@ -40,17 +46,30 @@ impl Attester for SimAttester {
     }
 
     /// `{"svn":"1","report_data":"<base64 std of the 48-byte digest>"}`:
-    /// exactly 48 bytes, standard alphabet, 64 characters (KBS-PROTOCOL.md).
+    /// exactly 48 bytes, standard alphabet, 64 characters (KBS-PROTOCOL.md);
+    /// with host data, also `"init_data":"<base64 std>"` (Trustee's sample
+    /// verifier compares it with the init-data digest).
     fn evidence(&self, digest: &[u8; DIGEST_LEN]) -> Result<serde_json::Value, AttestError> {
         warn_loudly("evidence", &hex::encode(digest));
         log::info!(
-            "attestation: TEE sample, provider simulated (NOT SECURE), runtime-data digest {}",
-            hex::encode(digest)
+            "attestation: TEE sample, provider simulated (NOT SECURE), runtime-data digest {}, \
+             host data {}",
+            hex::encode(digest),
+            if self.host_data.is_empty() {
+                "none".to_owned()
+            } else {
+                hex::encode(&self.host_data)
+            }
         );
-        Ok(serde_json::json!({
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut evidence = serde_json::json!({
             "svn": "1",
-            "report_data": base64::engine::general_purpose::STANDARD.encode(digest),
-        }))
+            "report_data": b64.encode(digest),
+        });
+        if !self.host_data.is_empty() {
+            evidence["init_data"] = b64.encode(&self.host_data).into();
+        }
+        Ok(evidence)
     }
 
     fn raw(&self, report_data: &[u8; 64]) -> Result<RawEvidence, AttestError> {
@@ -67,6 +86,15 @@ impl Attester for SimAttester {
 
     fn describe(&self) -> String {
         "SIMULATED TEE (not secure)".into()
+    }
+
+    fn host_data(&self) -> Result<HostData, AttestError> {
+        warn_loudly("host data", &hex::encode(&self.host_data));
+        Ok(HostData {
+            register: "simulated host data",
+            value: self.host_data.clone(),
+            width: None,
+        })
     }
 }
 
@@ -91,6 +119,16 @@ mod tests {
         // The '+' and '/' of the standard alphabet, not '-' '_'.
         let v = SimAttester::new().evidence(&[0xfb; 48]).expect("evidence");
         assert_eq!(v["report_data"], "+/v7".repeat(16));
+    }
+
+    #[test]
+    fn host_data_is_carried_in_the_evidence() {
+        let sim = SimAttester::with_host_data(vec![0xab; 48]);
+        let v = sim.evidence(&[1; 48]).expect("evidence");
+        assert_eq!(v["init_data"], "q6ur".repeat(16));
+        assert_eq!(sim.host_data().expect("host data").value, vec![0xab; 48]);
+        let v = SimAttester::new().evidence(&[1; 48]).expect("evidence");
+        assert!(v.get("init_data").is_none(), "{v}");
     }
 
     #[test]

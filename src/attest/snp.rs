@@ -14,7 +14,10 @@ use sev::firmware::guest::AttestationReport;
 use sev::firmware::host::{CertTableEntry, CertType};
 
 use super::tsm::{Tsm, PROVIDER_SNP};
-use super::{check_report_data, report_data, show, AttestError, Attester, RawEvidence, DIGEST_LEN};
+use super::{
+    check_report_data, report_data, show, AttestError, Attester, HostData, RawEvidence, DIGEST_LEN,
+    HOST_DATA_PROBE,
+};
 pub use crate::evidence::snp::REPORT_LEN;
 use sev::parser::ByteParser;
 
@@ -280,6 +283,16 @@ impl Attester for SnpAttester {
             report: f.report,
             aux: f.aux_raw,
             provider: f.provider,
+        })
+    }
+
+    fn host_data(&self) -> Result<HostData, AttestError> {
+        let f = self.fetch_checked(&HOST_DATA_PROBE)?;
+        let report = parse_report(&f.report, &f.provider)?;
+        Ok(HostData {
+            register: "SNP HOST_DATA",
+            value: report.host_data.to_vec(),
+            width: Some(32),
         })
     }
 

@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use base64::Engine as _;
 
 use super::tsm::{Tsm, PROVIDER_TDX};
-use super::{check_report_data, report_data, show, AttestError, Attester, RawEvidence, DIGEST_LEN};
+use super::{
+    check_report_data, report_data, show, AttestError, Attester, HostData, RawEvidence, DIGEST_LEN,
+    HOST_DATA_PROBE,
+};
 use crate::evidence::tdx::{parse_quote, TdxQuote};
 
 /// TDX attester.
@@ -107,6 +110,15 @@ impl Attester for TdxAttester {
             report: raw,
             aux: None,
             provider: from,
+        })
+    }
+
+    fn host_data(&self) -> Result<HostData, AttestError> {
+        let (_, quote, _) = self.quote(&HOST_DATA_PROBE)?;
+        Ok(HostData {
+            register: "TDX MRCONFIGID",
+            value: quote.mr_config_id().to_vec(),
+            width: Some(48),
         })
     }
 

@@ -33,6 +33,7 @@ pub struct BrokerClient {
     http: Client,
     base: String,
     config: BrokerConfig,
+    init_data: Option<kbs_types::InitData>,
 }
 
 /// An attested session: the cookie and the token.
@@ -79,7 +80,15 @@ impl BrokerClient {
             http,
             base: format!("{}/kbs/v0", config.url.trim_end_matches('/')),
             config: config.clone(),
+            init_data: None,
         })
+    }
+
+    /// Sends `init_data` in every `/attest` (a document already checked
+    /// against the VM's HOST_DATA / MRCONFIGID, see [`crate::initdata`]).
+    pub fn with_init_data(mut self, init_data: kbs_types::InitData) -> Self {
+        self.init_data = Some(init_data);
+        self
     }
 
     /// Attests once and fetches every resource in `resources`, in order.
@@ -196,7 +205,7 @@ impl BrokerClient {
         );
         let evidence = attester.evidence(&digest)?;
         let attestation = Attestation {
-            init_data: None,
+            init_data: self.init_data.clone(),
             runtime_data: RuntimeData {
                 nonce: challenge.nonce,
                 tee_pubkey,

@@ -34,8 +34,7 @@ fn env(config: &Config, allow_simulated: bool) -> BootEnv {
 /// unit's ordering and `FailureAction=` handle the rest.
 pub fn boot(common: &Common<'_>) -> Result<()> {
     let config = load(common.config, common.cmdline)?;
-    let plan = config.plan();
-    let report = boot::run(&plan, &env(&config, common.allow_simulated_tee))?;
+    let report = boot::run(&config, &env(&config, common.allow_simulated_tee))?;
     log::info!("boot stage done in {} ms", report.total.as_millis());
     Ok(())
 }
@@ -75,9 +74,9 @@ fn init_steps(config: &Config, started: Instant) -> Result<std::convert::Infalli
         .context("PID-1 mode needs a [boot] section in the config (root, init)")?;
     let n = handoff::load_modules(&boot_cfg.modules_list)?;
     log::info!("loaded {n} kernel modules");
-    let plan = config.plan();
     if let Some(net) = &config.network {
-        if !plan.resources.is_empty() {
+        // Init-data may add volumes and secrets the broker holds.
+        if !config.plan().resources.is_empty() || config.init_data.is_some() {
             handoff::network_up(net, Duration::from_secs(boot_cfg.device_wait_secs))?;
         }
     }
@@ -98,8 +97,7 @@ fn init_steps(config: &Config, started: Instant) -> Result<std::convert::Infalli
             boot_cfg.sysroot.display()
         )
     })?;
-    let report = boot::run(&plan, &env)?;
-    drop(plan);
+    let report = boot::run(config, &env)?;
     log::info!(
         "timing: agent start to handoff {} ms (broker {} ms); switching to {}",
         started.elapsed().as_millis(),

@@ -11,6 +11,7 @@ use cvm_init::attest::{self, Paths};
 use cvm_init::broker::jwe::{EphemeralKey, KeyAlg};
 use cvm_init::broker::BrokerClient;
 use cvm_init::config::{cmdline::Overrides, Config, KeyAlgConfig, ResourcePath};
+use cvm_init::initdata;
 use cvm_init::secrets::{self, Storage, Target};
 
 /// Options every command that talks to the broker shares.
@@ -58,14 +59,23 @@ pub fn fetch(
     // Refuse a bad output path before any attestation happens.
     secrets::check_target(output, storage)?;
     let config = load(common.config, common.cmdline)?;
-    let allow_sim = common.allow_simulated_tee || config.attester.allow_simulated;
-    let attester = attest::select(config.attester.kind, allow_sim, &Paths::default())
-        .context("choosing the attester")?;
+    let attester = attest::from_config(
+        &config.attester,
+        common.allow_simulated_tee,
+        &Paths::default(),
+    )
+    .context("choosing the attester")?;
+    let mut client = BrokerClient::new(&config.broker)?;
+    // The broker's policy may look at the init-data; it is sent only once it
+    // matches this VM's HOST_DATA / MRCONFIGID (its additions are for boot).
+    if let Some(d) = initdata::load(config.init_data.as_ref())? {
+        d.verify(&attester.host_data()?)?;
+        client = client.with_init_data(d.to_wire());
+    }
     let key = EphemeralKey::generate(match config.broker.key_alg {
         KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,
         KeyAlgConfig::RsaOaep256 => KeyAlg::RsaOaep256,
     })?;
-    let client = BrokerClient::new(&config.broker)?;
     let mut fetched = client
         .fetch_all(attester.as_ref(), &key, std::slice::from_ref(&resource))
         .with_context(|| format!("fetching {resource} from {}", config.broker.url))?;

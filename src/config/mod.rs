@@ -67,7 +67,57 @@ pub struct Config {
     pub boot: Option<BootConfig>,
     /// Only when cvm-init is PID 1: how to reach the broker.
     pub network: Option<NetworkConfig>,
+    /// Host-supplied configuration, accepted only as Trustee init-data bound
+    /// by the hardware (SNP HOST_DATA / TDX MRCONFIGID); see [`crate::initdata`].
+    pub init_data: Option<InitDataConfig>,
 }
+
+/// Whether and how a host-supplied init-data document may add to this
+/// config. The host writes the document; the hardware binds its digest; this
+/// measured section decides what it may change. Without the section, no
+/// host-supplied configuration is ever read.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitDataConfig {
+    /// Where the host puts the document (a config drive, fw_cfg, a file a
+    /// systemd unit copied from a cloud-init seed).
+    pub path: PathBuf,
+    /// A missing document is an error (otherwise: measured config only).
+    #[serde(default)]
+    pub required: bool,
+    /// What the document's `cvm-init.toml` may add.
+    pub allow: Vec<InitDataAllow>,
+    /// Host-supplied volumes mount only below this directory.
+    pub mount_under: Option<PathBuf>,
+}
+
+/// One thing a host-supplied config may add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum InitDataAllow {
+    /// `[[secret]]` entries, written below [`HOST_SECRETS_UNDER`].
+    #[serde(rename = "secret")]
+    Secret,
+    /// `[[volume]]` entries that are never formatted.
+    #[serde(rename = "volume")]
+    Volume,
+    /// `[[volume]]` entries with `format = true` (blank devices only).
+    #[serde(rename = "volume.format")]
+    VolumeFormat,
+}
+
+impl fmt::Display for InitDataAllow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InitDataAllow::Secret => "secret",
+            InitDataAllow::Volume => "volume",
+            InitDataAllow::VolumeFormat => "volume.format",
+        })
+    }
+}
+
+/// Host-supplied secrets go below this tmpfs directory only, never into
+/// other programs' state under /run.
+pub const HOST_SECRETS_UNDER: &str = "/run/cvm-init";
 
 /// PID-1 mode: what to mount as the real root and what to run there.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -227,6 +277,9 @@ pub struct AttesterConfig {
     /// The config twin of `--allow-simulated-tee`.
     #[serde(default)]
     pub allow_simulated: bool,
+    /// Simulated TEE only: the host data (hex) its fake report carries, as
+    /// a hypervisor would set SNP HOST_DATA or TDX MRCONFIGID at launch.
+    pub simulated_host_data: Option<String>,
 }
 
 /// An encrypted volume (consumed by the storage stage).
@@ -581,12 +634,70 @@ impl Config {
                 }
             }
         }
+        if let Some(h) = &self.attester.simulated_host_data {
+            if self.attester.kind != AttesterKind::Simulated {
+                return Err(invalid(
+                    "attester.simulated_host_data",
+                    format!("is set but the attester is {}", self.attester.kind),
+                    "remove it: real hardware reports the host data the VM was launched with",
+                ));
+            }
+            if h.is_empty() || h.len() > 128 || hex::decode(h).is_err() {
+                return Err(invalid(
+                    "attester.simulated_host_data",
+                    format!("{h:?} is not 1 to 64 bytes of hex"),
+                    "write the digest as hex, e.g. the init-data document's SHA-384",
+                ));
+            }
+        }
+        if let Some(d) = &self.init_data {
+            self.validate_init_data(d)?;
+        }
         if self.failure.action == FailureAction::Shell && !self.failure.debug_image {
             return Err(invalid(
                 "failure.action",
                 "\"shell\" would give a root shell on the console of a production image",
                 "use \"halt\" or \"reboot\", or set failure.debug_image = true in a debug image",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_init_data(&self, d: &InitDataConfig) -> Result<(), ConfigError> {
+        if !d.path.is_absolute() {
+            return Err(invalid(
+                "init_data.path",
+                format!("{} is not absolute", d.path.display()),
+                "use an absolute path, e.g. /run/cvm-init/init-data.toml",
+            ));
+        }
+        if d.allow.is_empty() {
+            return Err(invalid(
+                "init_data.allow",
+                "is empty, so a host-supplied config could change nothing",
+                "list what it may add (\"secret\", \"volume\", \"volume.format\"), or remove [init_data]",
+            ));
+        }
+        let volumes = d
+            .allow
+            .iter()
+            .any(|a| matches!(a, InitDataAllow::Volume | InitDataAllow::VolumeFormat));
+        match &d.mount_under {
+            None if volumes => {
+                return Err(invalid(
+                    "init_data.mount_under",
+                    "is missing but host-supplied volumes are allowed",
+                    "set the directory they mount below, e.g. \"/sysroot/srv\"",
+                ))
+            }
+            Some(m) if !m.is_absolute() || m == Path::new("/") => {
+                return Err(invalid(
+                    "init_data.mount_under",
+                    format!("{} is not an absolute directory below /", m.display()),
+                    "use a dedicated directory, e.g. \"/sysroot/srv\"",
+                ))
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -736,6 +847,20 @@ impl fmt::Display for Plan {
             ""
         };
         writeln!(f, "attester: {}{sim}", c.attester.kind)?;
+        if let Some(d) = &c.init_data {
+            let allow: Vec<String> = d.allow.iter().map(ToString::to_string).collect();
+            writeln!(
+                f,
+                "init-data: {} ({}), bound by SNP HOST_DATA / TDX MRCONFIGID; may add: {}{}",
+                d.path.display(),
+                if d.required { "required" } else { "optional" },
+                allow.join(", "),
+                d.mount_under
+                    .as_ref()
+                    .map(|m| format!("; its volumes mount below {}", m.display()))
+                    .unwrap_or_default()
+            )?;
+        }
         writeln!(f, "resources fetched in one session:")?;
         if self.resources.is_empty() {
             writeln!(f, "  (none)")?;

@@ -168,3 +168,56 @@ fn cmdline_may_only_change_the_log_level() {
     assert_eq!(o.log_level, None);
     assert_eq!(o.ignored.len(), 1);
 }
+
+#[test]
+fn init_data_rules_come_only_from_the_measured_config() {
+    let with = |section: &str| format!("{MINIMAL}\n[init_data]\n{section}");
+    let ok = Config::from_toml(&with(
+        "path = \"/run/cvm-init/init-data.toml\"\nallow = [\"secret\", \"volume.format\"]\nmount_under = \"/sysroot/srv\"\n",
+    ))
+    .unwrap();
+    let d = ok.init_data.as_ref().unwrap();
+    assert!(!d.required);
+    assert_eq!(
+        d.allow,
+        [InitDataAllow::Secret, InitDataAllow::VolumeFormat]
+    );
+    assert!(ok
+        .plan()
+        .to_string()
+        .contains("init-data: /run/cvm-init/init-data.toml (optional)"));
+
+    for (section, want) in [
+        ("path = \"/x\"\nallow = []\n", "init_data.allow"),
+        ("path = \"/x\"\nallow = [\"broker\"]\n", "unknown variant"),
+        ("path = \"x\"\nallow = [\"secret\"]\n", "init_data.path"),
+        (
+            "path = \"/x\"\nallow = [\"volume\"]\n",
+            "init_data.mount_under",
+        ),
+        (
+            "path = \"/x\"\nallow = [\"volume\"]\nmount_under = \"/\"\n",
+            "init_data.mount_under",
+        ),
+    ] {
+        let e = err_of(&with(section));
+        assert!(e.contains(want), "{section}: {e}");
+    }
+}
+
+#[test]
+fn simulated_host_data_only_for_the_simulated_tee() {
+    let e = err_of(&format!(
+        "{MINIMAL}\n[attester]\nkind = \"snp\"\nsimulated_host_data = \"00\"\n"
+    ));
+    assert!(e.contains("attester.simulated_host_data"), "{e}");
+    let e = err_of(&format!(
+        "{MINIMAL}\n[attester]\nkind = \"simulated\"\nsimulated_host_data = \"zz\"\n"
+    ));
+    assert!(e.contains("hex"), "{e}");
+    Config::from_toml(&format!(
+        "{MINIMAL}\n[attester]\nkind = \"simulated\"\nsimulated_host_data = \"{}\"\n",
+        "ab".repeat(48)
+    ))
+    .unwrap();
+}

@@ -18,6 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cvm_init::broker::binding::{report_data, runtime_data_digest};
 use cvm_init::broker::jwe::{self, EphemeralKey, KeyAlg};
+use cvm_init::initdata::InitData;
 use kbs_types::{Attestation, Request, TeePubKey};
 use rand::RngCore;
 
@@ -303,6 +304,12 @@ async fn attest(State(b): State<Arc<Broker>>, headers: HeaderMap, body: Bytes) -
         Ok(m) => m,
         Err(why) => return fail(why),
     };
+    if let Some(init_data) = &att.init_data {
+        match verify_init_data(&tee, &att.tee_evidence.primary_evidence, init_data) {
+            Ok(note) => eprintln!("kbs-dev: /attest: {note}"),
+            Err(why) => return fail(why),
+        }
+    }
     let token = random_hex(32);
     eprintln!("kbs-dev: /attest ok: session {id}, tee {tee}, measurement {measurement}");
     if let Ok(mut s) = b.sessions.lock() {
@@ -317,6 +324,80 @@ async fn attest(State(b): State<Arc<Broker>>, headers: HeaderMap, body: Bytes) -
     serde_json::json!({ "token": token })
         .to_string()
         .into_response()
+}
+
+/// Checks the init-data's digest (by its own algorithm) against the
+/// evidence's HOST_DATA / MRCONFIGID / sample `init_data`, as Trustee does.
+fn verify_init_data(
+    tee: &str,
+    evidence: &serde_json::Value,
+    init_data: &kbs_types::InitData,
+) -> Result<String, String> {
+    if init_data.format != "toml" {
+        return Err(format!(
+            "init-data format {:?} is not toml",
+            init_data.format
+        ));
+    }
+    let doc = InitData::parse(std::path::Path::new("<init-data>"), init_data.body.clone())
+        .map_err(|e| e.to_string())?;
+    let (register, found) = match tee {
+        "sample" => {
+            let v = evidence
+                .get("init_data")
+                .and_then(|v| v.as_str())
+                .ok_or("init-data sent but the sample evidence has no init_data")?;
+            let v = STANDARD
+                .decode(v)
+                .map_err(|e| format!("sample init_data is not standard base64: {e}"))?;
+            ("sample init_data", v)
+        }
+        "snp" => {
+            let report: sev::firmware::guest::AttestationReport = serde_json::from_value(
+                evidence
+                    .get("attestation_report")
+                    .cloned()
+                    .ok_or("snp evidence has no attestation_report")?,
+            )
+            .map_err(|e| format!("snp attestation_report: {e}"))?;
+            ("SNP HOST_DATA", report.host_data.to_vec())
+        }
+        "tdx" => {
+            let quote = evidence
+                .get("quote")
+                .and_then(|v| v.as_str())
+                .ok_or("tdx evidence has no quote string")?;
+            let quote = STANDARD
+                .decode(quote)
+                .map_err(|e| format!("tdx quote is not standard base64: {e}"))?;
+            let quote = cvm_init::evidence::tdx::parse_quote(&quote).map_err(|e| e.to_string())?;
+            ("TDX MRCONFIGID", quote.mr_config_id().to_vec())
+        }
+        other => {
+            return Err(format!(
+                "init-data for TEE {other} is not supported by kbs-dev"
+            ))
+        }
+    };
+    let len = if tee == "sample" {
+        doc.digest().len()
+    } else {
+        found.len()
+    };
+    let expected = doc.register_value(len);
+    if found != expected {
+        return Err(format!(
+            "init-data {} digest {} does not match {register} {}",
+            doc.algorithm().name(),
+            hex::encode(&expected),
+            hex::encode(&found)
+        ));
+    }
+    Ok(format!(
+        "init-data ({}) matches {register} {}",
+        doc.algorithm().name(),
+        hex::encode(&found)
+    ))
 }
 
 /// Checks the evidence binds `digest`; returns the measurement (hex).
