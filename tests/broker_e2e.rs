@@ -542,7 +542,7 @@ fn the_broker_refuses_init_data_that_the_evidence_does_not_bind() {
         "{err}"
     );
     assert!(
-        b.log().contains("the sample evidence has no init_data"),
+        b.log().contains("the evidence has no sample init_data"),
         "{}",
         b.log()
     );

@@ -300,12 +300,13 @@ async fn attest(State(b): State<Arc<Broker>>, headers: HeaderMap, body: Bytes) -
         Ok(d) => d,
         Err(e) => return fail(format!("cannot hash runtime data: {e}")),
     };
-    let measurement = match verify(&tee, &att.tee_evidence.primary_evidence, &digest) {
-        Ok(m) => m,
+    let claims = match verify(&tee, &att.tee_evidence.primary_evidence, &digest) {
+        Ok(c) => c,
         Err(why) => return fail(why),
     };
+    let measurement = claims.measurement.clone();
     if let Some(init_data) = &att.init_data {
-        match verify_init_data(&tee, &att.tee_evidence.primary_evidence, init_data) {
+        match verify_init_data(&claims, init_data) {
             Ok(note) => eprintln!("kbs-dev: /attest: {note}"),
             Err(why) => return fail(why),
         }
@@ -326,13 +327,89 @@ async fn attest(State(b): State<Arc<Broker>>, headers: HeaderMap, body: Bytes) -
         .into_response()
 }
 
+/// What kbs-dev reads from evidence (it does not check hardware signatures).
+struct Claims {
+    /// Sample: the 48-byte digest; SNP and TDX: the 64-byte REPORT_DATA.
+    report_data: Vec<u8>,
+    measurement: String,
+    /// `SNP HOST_DATA`, `TDX MRCONFIGID` or `sample init_data`.
+    register: &'static str,
+    /// Its value; empty for sample evidence without `init_data`.
+    host_data: Vec<u8>,
+}
+
+fn b64_field(evidence: &serde_json::Value, tee: &str, field: &str) -> Result<Vec<u8>, String> {
+    let v = evidence
+        .get(field)
+        .and_then(|v| v.as_str())
+        .ok_or(format!("{tee} evidence has no {field} string"))?;
+    STANDARD
+        .decode(v)
+        .map_err(|e| format!("{tee} {field} is not standard base64: {e}"))
+}
+
+fn claims(tee: &str, evidence: &serde_json::Value) -> Result<Claims, String> {
+    match tee {
+        "sample" => Ok(Claims {
+            report_data: b64_field(evidence, tee, "report_data")?,
+            measurement: "sample".to_owned(),
+            register: "sample init_data",
+            host_data: match evidence.get("init_data") {
+                Some(_) => b64_field(evidence, tee, "init_data")?,
+                None => Vec::new(),
+            },
+        }),
+        "snp" => {
+            let report: sev::firmware::guest::AttestationReport = serde_json::from_value(
+                evidence
+                    .get("attestation_report")
+                    .cloned()
+                    .ok_or("snp evidence has no attestation_report")?,
+            )
+            .map_err(|e| format!("snp attestation_report: {e}"))?;
+            Ok(Claims {
+                report_data: report.report_data.to_vec(),
+                measurement: hex::encode(report.measurement),
+                register: "SNP HOST_DATA",
+                host_data: report.host_data.to_vec(),
+            })
+        }
+        "tdx" => {
+            let quote = b64_field(evidence, tee, "quote")?;
+            let quote = cvm_init::evidence::tdx::parse_quote(&quote).map_err(|e| e.to_string())?;
+            Ok(Claims {
+                report_data: quote.report_data().to_vec(),
+                measurement: hex::encode(quote.measurement()),
+                register: "TDX MRCONFIGID",
+                host_data: quote.mr_config_id().to_vec(),
+            })
+        }
+        other => Err(format!("TEE {other} is not supported by kbs-dev")),
+    }
+}
+
+/// Checks the evidence binds `digest`; returns its claims.
+fn verify(tee: &str, evidence: &serde_json::Value, digest: &[u8; 48]) -> Result<Claims, String> {
+    let c = claims(tee, evidence)?;
+    let expected = if tee == "sample" {
+        digest.to_vec()
+    } else {
+        report_data(digest).to_vec()
+    };
+    if c.report_data != expected {
+        return Err(format!(
+            "{tee} REPORT_DATA {} does not bind the runtime-data digest {}",
+            hex::encode(&c.report_data),
+            hex::encode(digest)
+        ));
+    }
+    Ok(c)
+}
+
 /// Checks the init-data's digest (by its own algorithm) against the
-/// evidence's HOST_DATA / MRCONFIGID / sample `init_data`, as Trustee does.
-fn verify_init_data(
-    tee: &str,
-    evidence: &serde_json::Value,
-    init_data: &kbs_types::InitData,
-) -> Result<String, String> {
+/// evidence's HOST_DATA / MRCONFIGID / sample `init_data`, zero-padded or
+/// truncated to the hardware register's width, as Trustee does.
+fn verify_init_data(claims: &Claims, init_data: &kbs_types::InitData) -> Result<String, String> {
     if init_data.format != "toml" {
         return Err(format!(
             "init-data format {:?} is not toml",
@@ -341,117 +418,28 @@ fn verify_init_data(
     }
     let doc = InitData::parse(std::path::Path::new("<init-data>"), init_data.body.clone())
         .map_err(|e| e.to_string())?;
-    let (register, found) = match tee {
-        "sample" => {
-            let v = evidence
-                .get("init_data")
-                .and_then(|v| v.as_str())
-                .ok_or("init-data sent but the sample evidence has no init_data")?;
-            let v = STANDARD
-                .decode(v)
-                .map_err(|e| format!("sample init_data is not standard base64: {e}"))?;
-            ("sample init_data", v)
-        }
-        "snp" => {
-            let report: sev::firmware::guest::AttestationReport = serde_json::from_value(
-                evidence
-                    .get("attestation_report")
-                    .cloned()
-                    .ok_or("snp evidence has no attestation_report")?,
-            )
-            .map_err(|e| format!("snp attestation_report: {e}"))?;
-            ("SNP HOST_DATA", report.host_data.to_vec())
-        }
-        "tdx" => {
-            let quote = evidence
-                .get("quote")
-                .and_then(|v| v.as_str())
-                .ok_or("tdx evidence has no quote string")?;
-            let quote = STANDARD
-                .decode(quote)
-                .map_err(|e| format!("tdx quote is not standard base64: {e}"))?;
-            let quote = cvm_init::evidence::tdx::parse_quote(&quote).map_err(|e| e.to_string())?;
-            ("TDX MRCONFIGID", quote.mr_config_id().to_vec())
-        }
-        other => {
-            return Err(format!(
-                "init-data for TEE {other} is not supported by kbs-dev"
-            ))
-        }
-    };
-    let len = if tee == "sample" {
-        doc.digest().len()
+    let register = claims.register;
+    if claims.host_data.is_empty() {
+        return Err(format!("init-data sent but the evidence has no {register}"));
+    }
+    let expected = if register == "sample init_data" {
+        doc.digest().to_vec()
     } else {
-        found.len()
+        doc.register_value(claims.host_data.len())
     };
-    let expected = doc.register_value(len);
-    if found != expected {
+    if claims.host_data != expected {
         return Err(format!(
             "init-data {} digest {} does not match {register} {}",
             doc.algorithm().name(),
             hex::encode(&expected),
-            hex::encode(&found)
+            hex::encode(&claims.host_data)
         ));
     }
     Ok(format!(
         "init-data ({}) matches {register} {}",
         doc.algorithm().name(),
-        hex::encode(&found)
+        hex::encode(&claims.host_data)
     ))
-}
-
-/// Checks the evidence binds `digest`; returns the measurement (hex).
-fn verify(tee: &str, evidence: &serde_json::Value, digest: &[u8; 48]) -> Result<String, String> {
-    match tee {
-        "sample" => {
-            let rd = evidence
-                .get("report_data")
-                .and_then(|v| v.as_str())
-                .ok_or("sample evidence has no report_data string")?;
-            let rd = STANDARD
-                .decode(rd)
-                .map_err(|e| format!("sample report_data is not standard base64: {e}"))?;
-            if rd.as_slice() != digest.as_slice() {
-                return Err(format!(
-                    "sample report_data {} != runtime-data digest {}",
-                    hex::encode(&rd),
-                    hex::encode(digest)
-                ));
-            }
-            Ok("sample".to_owned())
-        }
-        "snp" => {
-            let report: sev::firmware::guest::AttestationReport = serde_json::from_value(
-                evidence
-                    .get("attestation_report")
-                    .cloned()
-                    .ok_or("snp evidence has no attestation_report")?,
-            )
-            .map_err(|e| format!("snp attestation_report: {e}"))?;
-            if report.report_data != report_data(digest) {
-                return Err(format!(
-                    "SNP REPORT_DATA {} does not bind the runtime data",
-                    hex::encode(report.report_data)
-                ));
-            }
-            Ok(hex::encode(report.measurement))
-        }
-        "tdx" => {
-            let quote = evidence
-                .get("quote")
-                .and_then(|v| v.as_str())
-                .ok_or("tdx evidence has no quote string")?;
-            let quote = STANDARD
-                .decode(quote)
-                .map_err(|e| format!("tdx quote is not standard base64: {e}"))?;
-            let quote = cvm_init::evidence::tdx::parse_quote(&quote).map_err(|e| e.to_string())?;
-            if *quote.report_data() != report_data(digest) {
-                return Err("TDX REPORT_DATA does not bind the runtime data".to_owned());
-            }
-            Ok(hex::encode(quote.measurement()))
-        }
-        other => Err(format!("TEE {other} is not supported by kbs-dev")),
-    }
 }
 
 async fn resource(
