@@ -17,6 +17,10 @@ use crate::{rootfs, scan};
 
 /// Broker resource holding the data disk's master secret (HKDF input).
 pub const DISK_RESOURCE: &str = "default/disk/data";
+/// Broker resource a host-supplied init-data document asks for.
+pub const APP_RESOURCE: &str = "default/app/token";
+/// fw_cfg name of the host's init-data document (QEMU `-fw_cfg`).
+pub const INIT_DATA_FW_CFG: &str = "opt/cvm-init/init-data";
 /// Console line prefixes that end a boot badly.
 pub const FAILURE_MARKERS: &[&str] = &["BOOT FAILED", "WORKLOAD: FAIL", "Kernel panic"];
 
@@ -77,7 +81,22 @@ pub struct AgentBench {
     pub broker_port: u16,
     /// The data volume uses dm-integrity (`integrity = true`).
     pub integrity: bool,
+    /// The simulated launch's host data (hex): the measured config then
+    /// accepts a host-supplied init-data document through fw_cfg.
+    pub host_data: Option<String>,
+    /// The init-data document the host passes on the next boots.
+    pub init_data: Option<PathBuf>,
     broker: Option<Child>,
+}
+
+/// How the bench's measured image differs from the default.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `integrity = true` on the data volume.
+    pub integrity: bool,
+    /// Simulated HOST_DATA (hex) and an `[init_data]` section allowing
+    /// host-supplied secrets from fw_cfg.
+    pub host_data: Option<String>,
 }
 
 impl AgentBench {
@@ -90,6 +109,17 @@ impl AgentBench {
 
     /// Like [`new`](Self::new), with `integrity` set on the data volume.
     pub fn with_integrity(dir: &Path, integrity: bool) -> Result<Self> {
+        Self::with_options(
+            dir,
+            Options {
+                integrity,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Like [`new`](Self::new), with the image built as `options` say.
+    pub fn with_options(dir: &Path, options: Options) -> Result<Self> {
         let bins = build_binaries()?;
         let kernel = kernel::fetch_kernel(&crate::cache_dir())?;
         std::fs::create_dir_all(dir)?;
@@ -104,6 +134,8 @@ impl AgentBench {
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut disk_secret))
             .context("reading /dev/urandom")?;
         std::fs::write(res.join("disk/data"), &disk_secret)?;
+        std::fs::create_dir_all(res.join("app"))?;
+        std::fs::write(res.join("app/token"), b"app-token-from-the-broker")?;
 
         let root_image = dir.join("workload.img");
         rootfs::workload_image(&root_image)?;
@@ -116,7 +148,9 @@ impl AgentBench {
             tls,
             disk_secret,
             broker_port: free_port()?,
-            integrity,
+            integrity: options.integrity,
+            host_data: options.host_data,
+            init_data: None,
             broker: None,
         };
         bench.start_broker(&[])?;
@@ -175,6 +209,21 @@ impl AgentBench {
 
     /// The agent's config, as baked into the (measured) initramfs.
     pub fn config(&self) -> String {
+        let mut config = self.base_config();
+        if let Some(h) = &self.host_data {
+            config = config.replace(
+                "allow_simulated = true\n",
+                &format!("allow_simulated = true\nsimulated_host_data = \"{h}\"\n"),
+            );
+            config.push_str(&format!(
+                "\n[init_data]\npath = \"/sys/firmware/qemu_fw_cfg/by_name/{INIT_DATA_FW_CFG}/raw\"\n\
+                 required = true\nallow = [\"secret\"]\n"
+            ));
+        }
+        config
+    }
+
+    fn base_config(&self) -> String {
         format!(
             r#"# cvm-init VM bench: simulated TEE, broker on the host via QEMU's 10.0.2.2
 [broker]
@@ -284,6 +333,11 @@ action = "halt"
             spec.append = format!("{} {append}", spec.append);
         }
         spec.log = Some(self.dir.join(log_name));
+        if let Some(doc) = &self.init_data {
+            spec.extra_args.push("-fw_cfg".into());
+            spec.extra_args
+                .push(format!("name={INIT_DATA_FW_CFG},file={}", doc.display()));
+        }
         Ok((Vm::boot(spec)?, port))
     }
 

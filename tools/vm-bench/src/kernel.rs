@@ -39,6 +39,8 @@ pub const GUEST_MODULES: &[&str] = &[
     "dm-integrity",
     "authenc",
     "ext4",
+    // The host's init-data document arrives through fw_cfg.
+    "qemu_fw_cfg",
 ];
 
 /// An unpacked Debian kernel.

@@ -199,3 +199,69 @@ fn vm_integrity_volume_provisions_and_unlocks() {
     assert!(second.volume.contains("Unlocked"), "{}", second.volume);
     assert_eq!(second.workload, format!("read {text}"));
 }
+
+/// An init-data document the host passes through fw_cfg, and its SHA-384.
+fn init_data_doc(path: &Path, secret_path: &str) -> String {
+    use sha2::Digest as _;
+    let body = format!(
+        "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"cvm-init.toml\" = '''\n\
+         [[secret]]\nresource = \"{}\"\npath = \"{secret_path}\"\n'''\n",
+        agent::APP_RESOURCE
+    );
+    std::fs::write(path, &body).unwrap();
+    sha2::Sha384::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Host-supplied config through QEMU fw_cfg, bound by the (simulated)
+/// HOST_DATA the VM was launched with: the matching document adds a secret;
+/// a document swapped by the host stops the boot before the broker or any
+/// disk is touched.
+#[test]
+fn vm_init_data_from_fw_cfg_is_used_only_when_the_host_data_binds_it() {
+    let Some(_g) = one_vm_at_a_time() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("init-data.toml");
+    let digest = init_data_doc(&doc, "/run/cvm-init/app/token");
+    let options = agent::Options {
+        host_data: Some(digest.clone()),
+        ..agent::Options::default()
+    };
+    let mut bench = AgentBench::with_options(&dir.path().join("bench"), options).unwrap();
+    bench.init_data = Some(doc);
+    let data = bench.blank_disk("data.img", 64).unwrap();
+    provision(&bench, &data);
+    let console = std::fs::read_to_string(bench.dir.join("provision.log")).unwrap();
+    assert!(
+        console.contains(&format!("matches this VM's simulated host data {digest}")),
+        "{console}"
+    );
+    assert!(
+        console.contains("secret default/app/token -> /run/cvm-init/app/token"),
+        "{console}"
+    );
+    assert!(
+        bench.broker_log().contains("init-data (sha384) matches"),
+        "{}",
+        bench.broker_log()
+    );
+
+    // The host swaps the document (another secret path) but cannot change
+    // the launch's HOST_DATA without changing what the broker sees.
+    let swapped = bench.dir.join("swapped.toml");
+    init_data_doc(&swapped, "/run/cvm-init/app/elsewhere");
+    bench.init_data = Some(swapped);
+    let before = file_digest(&data).unwrap();
+    let auths = bench.broker_log().matches("/auth").count();
+    let line = agent::failed_boot(&bench, &[&data], "swapped.log").unwrap();
+    assert!(line.contains("Refusing to use any of it"), "{line}");
+    assert!(line.contains("simulated host data"), "{line}");
+    assert_eq!(file_digest(&data).unwrap(), before, "the disk was written");
+    assert_eq!(
+        bench.broker_log().matches("/auth").count(),
+        auths,
+        "the broker was contacted"
+    );
+}
