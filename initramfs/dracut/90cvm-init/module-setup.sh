@@ -48,7 +48,13 @@ check() {
 }
 
 depends() {
-    local deps="systemd"
+    # dm: dmsetup and the device-mapper udev rules (55-dm, 95-dm-notify).
+    # libcryptsetup activates through libdevmapper, which waits for udev to
+    # confirm each new mapping; without those rules in the initrd that wait
+    # never ends and the boot hangs after "formatted ... as LUKS2". A
+    # host-only initrd of an image without /etc/crypttab would otherwise
+    # lack them (dracut's crypt module is not included there).
+    local deps="systemd dm"
     # The network stack only for a broker across the network; dracut's
     # "network" picks NetworkManager, systemd-networkd or network-legacy.
     if [[ -f $cvm_init_config ]] && cvm_init_needs_network; then
