@@ -62,8 +62,15 @@ pub fn workload_tree() -> Result<Initramfs> {
     let init = crate::image_build_dir().join("workload/init.sh");
     t.add_file(&init, "/sbin/init", 0o755)?;
     t.add_dir("/data", 0o755)?.add_dir("/run/cvm-init", 0o700)?;
+    // A systemd initrd (dracut) switches only into an OS tree: systemd's
+    // SwitchRoot refuses a root without os-release when no init= is given.
+    t.add_bytes(OS_RELEASE.as_bytes(), "/usr/lib/os-release", 0o644)?
+        .add_symlink("../usr/lib/os-release", "/etc/os-release")?;
     Ok(t)
 }
+
+/// The workload image's os-release.
+const OS_RELEASE: &str = "ID=cvm-init-workload\nNAME=\"cvm-init demo workload\"\nPRETTY_NAME=\"cvm-init demo workload (busybox)\"\n";
 
 /// Writes the workload's root image ([`workload_tree`]) to `image`.
 pub fn workload_image(image: &Path) -> Result<()> {
