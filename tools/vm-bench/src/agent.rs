@@ -1,7 +1,9 @@
 //! The real thing: cvm-init as `/init` (PID 1) of a minimal initramfs,
 //! the development broker on the host's 127.0.0.1 (the guest reaches it as
 //! 10.0.2.2), the demo workload on a read-only root disk, and an encrypted
-//! data disk. Used by `vm-bench demo` and by `tests/vm_boot.rs`.
+//! data disk. Used by `vm-bench demo` and by `tests/vm_boot.rs`. The same
+//! bench boots an initrd made by dracut or mkinitramfs from the installed
+//! Debian package instead ([`Options::generator`], `tests/vm_package.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::distro_initrd::{self, Generator};
 use crate::initramfs::Initramfs;
 use crate::kernel::{self, Kernel};
 use crate::qemu::{free_port, Vm, VmSpec};
@@ -21,8 +24,41 @@ pub const DISK_RESOURCE: &str = "default/disk/data";
 pub const APP_RESOURCE: &str = "default/app/token";
 /// fw_cfg name of the host's init-data document (QEMU `-fw_cfg`).
 pub const INIT_DATA_FW_CFG: &str = "opt/cvm-init/init-data";
-/// Console line prefixes that end a boot badly.
-pub const FAILURE_MARKERS: &[&str] = &["BOOT FAILED", "WORKLOAD: FAIL", "Kernel panic"];
+/// Console line prefixes that end a boot badly: cvm-init as PID 1, the
+/// workload, the kernel; systemd in a dracut initrd (a failed unit, the
+/// emergency shell); the initramfs-tools script and its panic shell.
+pub const FAILURE_MARKERS: &[&str] = &[
+    "BOOT FAILED",
+    "WORKLOAD: FAIL",
+    "Kernel panic",
+    "Failed to start",
+    "Entering emergency mode",
+    "cvm-init failed",
+    "ALERT!",
+];
+
+/// The config sections only cvm-init as PID 1 reads.
+const PID1_CONFIG: &str = r#"
+[boot]
+root = "/dev/vda"
+root_fstype = "ext4"
+root_options = ["ro"]
+init = "/sbin/init"
+device_wait_secs = 10
+
+[network]
+interface = "eth0"
+address = "10.0.2.15/24"
+gateway = "10.0.2.2"
+"#;
+
+/// Kernel command line for a generator's initrd: the workload image is
+/// the root.
+pub const ROOT_CMDLINE: &str = "root=/dev/vda ro rootfstype=ext4";
+
+/// The dracut initrd's network configuration (systemd-networkd, DHCP from
+/// QEMU's user network; udev names the NIC ens*/enp*).
+const NETWORKD_FILE: &str = "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n";
 
 /// The binaries under test, built with the `vm` profile.
 #[derive(Debug, Clone)]
@@ -86,6 +122,11 @@ pub struct AgentBench {
     pub host_data: Option<String>,
     /// The init-data document the host passes on the next boots.
     pub init_data: Option<PathBuf>,
+    /// `None`: cvm-init is `/init` of the bench's own initramfs. Else the
+    /// generator that made the initrd from the installed package.
+    pub generator: Option<Generator>,
+    /// The generator's run (log, time), when there is a generator.
+    pub generated: Option<distro_initrd::Built>,
     broker: Option<Child>,
 }
 
@@ -97,6 +138,12 @@ pub struct Options {
     /// Simulated HOST_DATA (hex) and an `[init_data]` section allowing
     /// host-supplied secrets from fw_cfg.
     pub host_data: Option<String>,
+    /// Instead of the bench's own initramfs (cvm-init as PID 1), an initrd
+    /// made by this generator from the Debian package installed on this
+    /// host ([`crate::package::Installed`]), with this bench's config and
+    /// broker CA as `/etc/cvm-init`; the root then comes from the kernel
+    /// command line ([`ROOT_CMDLINE`]).
+    pub generator: Option<Generator>,
 }
 
 impl AgentBench {
@@ -143,7 +190,11 @@ impl AgentBench {
             kernel,
             bins,
             dir: dir.to_owned(),
-            initrd: dir.join("cvm-init.cpio"),
+            initrd: dir.join(match options.generator {
+                None => "cvm-init.cpio",
+                Some(Generator::Dracut) => "initrd-dracut.img",
+                Some(Generator::InitramfsTools) => "initrd-mkinitramfs.img",
+            }),
             root_image,
             tls,
             disk_secret,
@@ -151,10 +202,15 @@ impl AgentBench {
             integrity: options.integrity,
             host_data: options.host_data,
             init_data: None,
+            generator: options.generator,
+            generated: None,
             broker: None,
         };
         bench.start_broker(&[])?;
-        bench.build_initramfs()?;
+        match options.generator {
+            None => bench.build_initramfs()?,
+            Some(g) => bench.generated = Some(bench.generate_initrd(g)?),
+        }
         Ok(bench)
     }
 
@@ -207,7 +263,10 @@ impl AgentBench {
         std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
     }
 
-    /// The agent's config, as baked into the (measured) initramfs.
+    /// The agent's config, as baked into the (measured) initramfs. With a
+    /// generator, `cvm-init boot` runs under the initrd's own init: no
+    /// `[boot]` and `[network]` (PID 1 only), and the volume is mounted
+    /// below that initrd's root mount point.
     pub fn config(&self) -> String {
         let mut config = self.base_config();
         if let Some(h) = &self.host_data {
@@ -224,6 +283,10 @@ impl AgentBench {
     }
 
     fn base_config(&self) -> String {
+        let (sysroot, pid1) = match self.generator {
+            None => ("/sysroot", PID1_CONFIG),
+            Some(g) => (g.sysroot(), ""),
+        };
         format!(
             r#"# cvm-init VM bench: simulated TEE, broker on the host via QEMU's 10.0.2.2
 [broker]
@@ -236,19 +299,7 @@ deadline_secs = 15
 [attester]
 kind = "simulated"
 allow_simulated = true
-
-[boot]
-root = "/dev/vda"
-root_fstype = "ext4"
-root_options = ["ro"]
-init = "/sbin/init"
-device_wait_secs = 10
-
-[network]
-interface = "eth0"
-address = "10.0.2.15/24"
-gateway = "10.0.2.2"
-
+{pid1}
 [[volume]]
 name = "data"
 device = "/dev/vdb"
@@ -256,7 +307,7 @@ key = "{DISK_RESOURCE}"
 key_derivation = "hkdf"
 format = true
 filesystem = "ext4"
-mountpoint = "/sysroot/data"
+mountpoint = "{sysroot}/data"
 integrity = {integrity}
 
 [[secret]]
@@ -274,6 +325,46 @@ action = "halt"
             port = self.broker_port,
             integrity = self.integrity
         )
+    }
+
+    /// The initrd from the installed package: this bench's config and the
+    /// broker's CA become `/etc/cvm-init`; dracut also gets a
+    /// systemd-networkd file (DHCP on QEMU's user network).
+    fn generate_initrd(&self, generator: Generator) -> Result<distro_initrd::Built> {
+        if crate::package::dpkg_status().is_none_or(|s| s != "install ok installed") {
+            bail!(
+                "the {} package is not installed on this host (package::Installed)",
+                crate::package::PACKAGE
+            );
+        }
+        let etc = self.dir.join("etc-cvm-init");
+        std::fs::create_dir_all(&etc)?;
+        std::fs::write(etc.join("config.toml"), self.config())?;
+        std::fs::copy(
+            self.dir.join("broker-tls/ca.pem"),
+            etc.join("broker-ca.pem"),
+        )?;
+        let network = self.dir.join("10-vm-bench.network");
+        std::fs::write(&network, NETWORKD_FILE)?;
+        distro_initrd::build(
+            &self.kernel,
+            &distro_initrd::Request {
+                generator,
+                config_dir: Some(&etc),
+                network_file: Some(&network),
+                scratch: &self.dir.join("initrd-scratch"),
+                out: &self.initrd,
+            },
+        )
+    }
+
+    /// The line cvm-init prints when its work is done: the handoff as
+    /// PID 1, the end of `cvm-init boot` under another init.
+    pub fn done_marker(&self) -> &'static str {
+        match self.generator {
+            None => "timing: agent start to handoff",
+            Some(_) => "boot stage done in",
+        }
     }
 
     fn build_initramfs(&self) -> Result<()> {
@@ -314,7 +405,9 @@ action = "halt"
     }
 
     /// Like [`boot`](Self::boot) with more disks (`/dev/vdc`, ...), extra
-    /// kernel command line words and a memory size.
+    /// kernel command line words and a memory size. With a generator, the
+    /// command line also names the root ([`ROOT_CMDLINE`]), which the
+    /// bench's own initramfs takes from its config instead.
     pub fn boot_with(
         &self,
         disks: &[&Path],
@@ -329,6 +422,9 @@ action = "halt"
             .collect();
         spec.hostfwd = vec![(port, workload::HTTPS_PORT)];
         spec.memory_mb = memory_mb;
+        if self.generator.is_some() {
+            spec.append = format!("{} {ROOT_CMDLINE}", spec.append);
+        }
         if !append.is_empty() {
             spec.append = format!("{} {append}", spec.append);
         }
@@ -390,7 +486,8 @@ pub struct GoodBoot {
     pub volume: String,
     /// "wrote <text>" or "read <text>".
     pub workload: String,
-    /// Agent start to `switch_root`, as the agent measured it.
+    /// Agent start to `switch_root` as PID 1, or to the end of `cvm-init
+    /// boot` under another init, as the agent measured it.
     pub handoff_ms: Option<u64>,
     /// Time the agent spent on the volume (validate, unlock or provision, mkfs).
     pub volume_ms: Option<u64>,
@@ -415,7 +512,7 @@ pub fn good_boot(bench: &AgentBench, data: &Path, log_name: &str) -> Result<Good
     if i > 2 {
         bail!("expected the volume line, got {volume:?}\n{}", vm.output());
     }
-    let handoff = expect(&mut vm, "timing: agent start to handoff", t)?;
+    let done = expect(&mut vm, bench.done_marker(), t)?;
     let mut patterns = vec!["WORKLOAD: wrote ", "WORKLOAD: read "];
     patterns.extend_from_slice(FAILURE_MARKERS);
     let (i, workload) = vm.wait_for_any(&patterns, t)?;
@@ -439,7 +536,7 @@ pub fn good_boot(bench: &AgentBench, data: &Path, log_name: &str) -> Result<Good
             .unwrap_or_default()
             .trim()
             .to_owned(),
-        handoff_ms: number_after(&handoff, "handoff"),
+        handoff_ms: number_after(&done, "handoff").or_else(|| number_after(&done, "done in")),
         to_serving,
         served_broker_cert: served == broker_cert,
     })

@@ -49,68 +49,7 @@ pub fn run(dir: &Path, bench_unlock: bool) -> Result<DemoReport> {
     );
 
     let data = bench.blank_disk("data.img", 64)?;
-    step(
-        2,
-        "first boot: blank data disk -> attest, fetch keys, provision LUKS2 + ext4, hand over",
-    );
-    let first = agent::good_boot(&bench, &data, "boot1.log")?;
-    show(&first);
-    ensure!(
-        first.volume.contains("Provisioned"),
-        "boot 1 did not provision: {}",
-        first.volume
-    );
-    ensure!(
-        first.workload.starts_with("wrote "),
-        "boot 1: workload {}",
-        first.workload
-    );
-    ensure!(
-        first.served_broker_cert,
-        "boot 1: the workload did not serve the broker's certificate"
-    );
-    println!(
-        "ok: provisioned; the workload wrote its file and serves the broker's TLS certificate"
-    );
-
-    step(
-        3,
-        "second boot (after a power cut): unlock, the workload reads its file back",
-    );
-    let second = agent::good_boot(&bench, &data, "boot2.log")?;
-    show(&second);
-    ensure!(
-        second.volume.contains("Unlocked"),
-        "boot 2 did not unlock: {}",
-        second.volume
-    );
-    let text = first.workload.trim_start_matches("wrote ");
-    ensure!(
-        second.workload == format!("read {text}"),
-        "boot 2 read {:?}, boot 1 wrote {text:?}",
-        second.workload
-    );
-    ensure!(
-        second.served_broker_cert,
-        "boot 2: wrong TLS certificate served"
-    );
-    println!("ok: unlocked; the file written in boot 1 was read back");
-
-    step(4, "the data disk image holds no key and no plaintext");
-    let leaked = bench.leaked_secrets(&data)?;
-    ensure!(
-        leaked.is_empty(),
-        "found on the data disk: {}",
-        leaked.join(", ")
-    );
-    ensure!(
-        !crate::scan::image_contains(&data, text.as_bytes())?,
-        "the workload's plaintext is on the data disk"
-    );
-    println!(
-        "ok: neither the brokered disk secret, nor the TLS key, nor {text:?} is in {}",
-        data.display()
-    );
+    let (first, second) = provision_then_unlock(&bench, &data, 2)?;
 
     if bench_unlock {
         step(5, "unlock benchmark in the same VM: cryptsetup open of a default argon2id keyslot vs cvm-init's pbkdf2-1000 keyslot");
@@ -136,6 +75,86 @@ pub fn run(dir: &Path, bench_unlock: bool) -> Result<DemoReport> {
         dir.display()
     );
     Ok(report)
+}
+
+/// The scenario every initrd goes through (steps `first_step` to
+/// `first_step + 2`): the first boot provisions the blank `data`, the
+/// workload writes a file and serves the broker's TLS certificate; the
+/// second boot unlocks and the workload reads the file back; the disk
+/// image then holds neither key nor plaintext. Any failed check is an
+/// error. Console logs: `boot1.log`, `boot2.log` in the bench's directory.
+pub fn provision_then_unlock(
+    bench: &AgentBench,
+    data: &Path,
+    first_step: u32,
+) -> Result<(agent::GoodBoot, agent::GoodBoot)> {
+    step(
+        first_step,
+        "first boot: blank data disk -> attest, fetch keys, provision LUKS2 + ext4, hand over",
+    );
+    let first = agent::good_boot(bench, data, "boot1.log")?;
+    show(&first);
+    ensure!(
+        first.volume.contains("Provisioned"),
+        "boot 1 did not provision: {}",
+        first.volume
+    );
+    ensure!(
+        first.workload.starts_with("wrote "),
+        "boot 1: workload {}",
+        first.workload
+    );
+    ensure!(
+        first.served_broker_cert,
+        "boot 1: the workload did not serve the broker's certificate"
+    );
+    println!(
+        "ok: provisioned; the workload wrote its file and serves the broker's TLS certificate"
+    );
+
+    step(
+        first_step + 1,
+        "second boot (after a power cut): unlock, the workload reads its file back",
+    );
+    let second = agent::good_boot(bench, data, "boot2.log")?;
+    show(&second);
+    ensure!(
+        second.volume.contains("Unlocked"),
+        "boot 2 did not unlock: {}",
+        second.volume
+    );
+    let text = first.workload.trim_start_matches("wrote ");
+    ensure!(
+        second.workload == format!("read {text}"),
+        "boot 2 read {:?}, boot 1 wrote {text:?}",
+        second.workload
+    );
+    ensure!(
+        second.served_broker_cert,
+        "boot 2: wrong TLS certificate served"
+    );
+    println!("ok: unlocked; the file written in boot 1 was read back");
+
+    step(
+        first_step + 2,
+        "the data disk image holds no key and no plaintext",
+    );
+    let leaked = bench.leaked_secrets(data)?;
+    ensure!(
+        leaked.is_empty(),
+        "found on the data disk: {}",
+        leaked.join(", ")
+    );
+    ensure!(
+        !crate::scan::image_contains(data, text.as_bytes())?,
+        "the workload's plaintext is on the data disk"
+    );
+    println!(
+        "ok: neither the brokered disk secret, nor the TLS key, nor {text:?} is in {}",
+        data.display()
+    );
+
+    Ok((first, second))
 }
 
 fn show(b: &agent::GoodBoot) {

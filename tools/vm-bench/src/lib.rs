@@ -22,6 +22,11 @@
 //! [`smoke::run`] ties them together; `tests/vm_smoke.rs` and
 //! `vm-bench smoke` call it.
 //!
+//! For the Debian package ([`package`]: cargo-deb, `dpkg -i`, what it may
+//! change on the host) the initrd is made instead by dracut or
+//! initramfs-tools from the installed package ([`distro_initrd`]) and
+//! booted by the same [`agent::AgentBench`]; `tests/vm_package.rs`.
+//!
 //! Host tools used: `apt-get`, `apt-cache`, `dpkg-deb`, `depmod` (kmod),
 //! `ldd`, `mke2fs` (e2fsprogs), `qemu-system-x86_64` (qemu-system-x86),
 //! `/bin/busybox` (busybox-static), `cryptsetup` (cryptsetup-bin) and
@@ -30,9 +35,11 @@
 
 pub mod agent;
 pub mod demo;
+pub mod distro_initrd;
 pub mod initramfs;
 pub mod kernel;
 pub mod luks2;
+pub mod package;
 pub mod qemu;
 pub mod rootfs;
 pub mod scan;
