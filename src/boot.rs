@@ -7,16 +7,17 @@
 //! lead to a format.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::attest::{self, AttestError, Paths};
 use crate::broker::jwe::{EphemeralKey, JweError, KeyAlg};
 use crate::broker::{BrokerClient, BrokerError};
-use crate::config::{Config, KeyAlgConfig, ResourcePath};
+use crate::config::tripwire::{self, Tripped};
+use crate::config::{Config, KeyAlgConfig, ResourcePath, RootIntegrity};
 use crate::initdata::{self, InitDataError};
 use crate::secrets::{self, DeliveryError, Secret, Storage, Target};
-use crate::storage::{self, StorageEnv, StorageError, VolumeAction};
+use crate::storage::{self, RootCheckEnv, StorageEnv, StorageError, VolumeAction};
 
 /// Where the boot finds things; every path injectable.
 #[derive(Debug, Clone)]
@@ -25,6 +26,13 @@ pub struct BootEnv {
     pub storage: StorageEnv,
     /// `--allow-simulated-tee` (the config twin is in the plan).
     pub allow_simulated: bool,
+    /// The kernel command line (`/proc/cmdline`), checked by the tripwire.
+    pub cmdline: PathBuf,
+    /// The workload's root to check before attesting (`/sysroot` in an
+    /// initrd, `/` in the booted system); `None` as PID 1, which mounted
+    /// it through dm-verity itself.
+    pub check_root: Option<PathBuf>,
+    pub root_env: RootCheckEnv,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +54,13 @@ pub enum BootError {
         #[source]
         source: DeliveryError,
     },
+    #[error("cannot read the kernel command line {path}: {source}; no key is fetched without checking it")]
+    CmdlineRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the kernel command line holds {}. The host wrote it, and it opens a shell or changes what runs next to the keys, so this image fetches no key. Remove it from the VM's command line, and measure the command line (SNP kernel-hashes=on, a UKI, TDX RTMR[2]) so the host cannot add it", list(.0))]
+    Cmdline(Vec<Tripped>),
     #[error("the broker session did not return {0}; this is a bug")]
     Missing(ResourcePath),
 }
@@ -66,6 +81,10 @@ pub struct BootReport {
 pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     let started = Instant::now();
     let mut report = BootReport::default();
+    check_cmdline(&env.cmdline, config.failure.debug_image)?;
+    if let Some(root) = &env.check_root {
+        check_root(config, root, &env.root_env)?;
+    }
 
     let init_data = initdata::load(config.init_data.as_ref())?;
     let mut config = config.clone();
@@ -143,4 +162,52 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     }
     report.total = started.elapsed();
     Ok(report)
+}
+
+fn list(tripped: &[Tripped]) -> String {
+    tripped
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The command-line tripwire: no key is fetched while the host-written
+/// kernel command line asks for a shell or a different program. Defence in
+/// depth (a measured command line is the defence): a debug image is only
+/// warned, loudly.
+pub fn check_cmdline(path: &Path, debug_image: bool) -> Result<(), BootError> {
+    let text = std::fs::read(path).map_err(|source| BootError::CmdlineRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let tripped = tripwire::scan_bytes(&text);
+    if tripped.is_empty() {
+        return Ok(());
+    }
+    if !debug_image {
+        return Err(BootError::Cmdline(tripped));
+    }
+    for t in &tripped {
+        log::warn!("the kernel command line holds {t}; allowed only because this is a debug image, a production image fetches no key");
+    }
+    Ok(())
+}
+
+/// Under systemd: the root the workload runs from must be dm-verity or one
+/// of our volumes, unless the measured config says the image protects it.
+fn check_root(config: &Config, root: &Path, env: &RootCheckEnv) -> Result<(), BootError> {
+    if config.root.integrity == RootIntegrity::Image {
+        log::info!(
+            "root {}: not checked, protected by the image: {}",
+            root.display(),
+            config.root.reason.as_deref().unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let names: Vec<String> = config.volumes.iter().map(|v| v.name.clone()).collect();
+    let how =
+        storage::check_root(root, &names, env).map_err(|e| BootError::Storage(Box::new(e)))?;
+    log::info!("root {}: {how:?}", root.display());
+    Ok(())
 }

@@ -4,7 +4,11 @@
 //! timestamps) and the journal finds them after `switch_root`.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+/// Set for an image marked `failure.debug_image`: every line then says so.
+static DEBUG_IMAGE: AtomicBool = AtomicBool::new(false);
 
 struct Logger {
     kmsg: Option<Mutex<std::fs::File>>,
@@ -19,7 +23,12 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format!("cvm-init: {}: {}", record.level(), record.args());
+        let debug = if DEBUG_IMAGE.load(Ordering::Relaxed) {
+            "[DEBUG IMAGE, NOT SECURE] "
+        } else {
+            ""
+        };
+        let line = format!("cvm-init: {}: {debug}{}", record.level(), record.args());
         let Some(kmsg) = &self.kmsg else {
             let _ = writeln!(std::io::stderr(), "{line}");
             return;
@@ -63,4 +72,11 @@ pub fn init(level: log::LevelFilter, kmsg: bool) {
 /// Changes the level after the config (and the command line) are read.
 pub fn set_level(level: log::LevelFilter) {
     log::set_max_level(level);
+}
+
+/// Marks every following line as coming from a debug image (one whose
+/// config has `failure.debug_image = true`): such an image may run on an
+/// unverified root or with a command line that opens a shell.
+pub fn mark_debug_image() {
+    DEBUG_IMAGE.store(true, Ordering::Relaxed);
 }

@@ -114,18 +114,33 @@ impl Fetch {
 }
 
 fn fetch(config: &str, resource: &str, extra: &[&str]) -> Fetch {
+    fetch_with(config, resource, extra, "console=ttyS0 ro quiet", &[])
+}
+
+/// [`fetch`] with a kernel command line (as `/proc/cmdline` would read) and
+/// extra environment variables.
+fn fetch_with(
+    config: &str,
+    resource: &str,
+    extra: &[&str],
+    cmdline: &str,
+    env: &[(&str, &str)],
+) -> Fetch {
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let cfg = shm.path().join("config.toml");
     std::fs::write(&cfg, config).unwrap();
+    let cmdline_file = shm.path().join("cmdline");
+    std::fs::write(&cmdline_file, format!("{cmdline}\n")).unwrap();
     let target = shm.path().join("out/key.pem");
     let out = Command::new(env!("CARGO_BIN_EXE_cvm-init"))
         .arg("--config")
         .arg(&cfg)
         .arg("--cmdline")
-        .arg("/nonexistent")
+        .arg(&cmdline_file)
         .args(["fetch", resource, "--output"])
         .arg(&target)
         .args(extra)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     Fetch {
@@ -563,10 +578,15 @@ fn boot_takes_a_secret_from_bound_init_data() {
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let (doc, digest) = init_data_doc(shm.path(), APP_SECRET);
     let cfg = shm.path().join("config.toml");
-    std::fs::write(&cfg, init_data_config(&b, &doc, &digest)).unwrap();
+    // The host's own root is no dm-verity device: say what protects it.
+    let config = format!(
+        "{}\n[root]\nintegrity = \"image\"\nreason = \"test: the test host's root\"\n",
+        init_data_config(&b, &doc, &digest)
+    );
+    std::fs::write(&cfg, config).unwrap();
     std::fs::create_dir_all("/run/cvm-init").unwrap();
     let script = format!(
-        "mount -t tmpfs tmpfs /run/cvm-init && '{}' --config '{}' --cmdline /nonexistent boot && cat /run/cvm-init/e2e/token",
+        "mount -t tmpfs tmpfs /run/cvm-init && '{}' --config '{}' --cmdline /dev/null boot && cat /run/cvm-init/e2e/token",
         env!("CARGO_BIN_EXE_cvm-init"),
         cfg.display()
     );
@@ -579,4 +599,97 @@ fn boot_takes_a_secret_from_bound_init_data() {
     assert_eq!(out.stdout, b"app-token-42");
     assert!(err.contains("adds 0 volume(s) and 1 secret(s)"), "{err}");
     assert!(b.log().contains("default/app/token"), "{}", b.log());
+}
+
+#[test]
+fn a_command_line_that_opens_a_shell_gets_no_key() {
+    let b = Broker::start(&[]);
+    for cmdline in [
+        "root=/dev/vda ro rd.break",
+        "root=/dev/vda rd.systemd.unit=emergency.target",
+        "init=/bin/sh console=ttyS0",
+        "BOOT_IMAGE=/vmlinuz single",
+    ] {
+        let f = fetch_with(&b.config(""), "default/tls/key", &[], cmdline, &[]);
+        assert_failed_and_wrote_nothing(&f);
+        let word = cmdline
+            .split(' ')
+            .find(|w| {
+                !w.starts_with("root")
+                    && !w.starts_with("ro")
+                    && !w.starts_with("BOOT")
+                    && !w.starts_with("console")
+            })
+            .unwrap();
+        assert!(
+            f.stderr().contains(&format!("`{word}`")),
+            "{cmdline}: {}",
+            f.stderr()
+        );
+        assert!(f.stderr().contains("The host wrote it"), "{}", f.stderr());
+    }
+    assert!(
+        !b.log().contains("/auth"),
+        "the broker was contacted: {}",
+        b.log()
+    );
+    // A debug image is warned, loudly, and goes on.
+    let debug = format!("{}\n[failure]\ndebug_image = true\n", b.config(""));
+    let f = fetch_with(&debug, "default/tls/key", &[], "rd.break", &[]);
+    assert!(f.out.status.success(), "{}", f.stderr());
+    assert!(
+        f.stderr().contains("[DEBUG IMAGE, NOT SECURE]"),
+        "{}",
+        f.stderr()
+    );
+}
+
+#[test]
+fn proxy_variables_are_never_honoured() {
+    let b = Broker::start(&[]);
+    // A proxy that does not exist: honouring it would fail the fetch.
+    let proxy = "http://127.0.0.1:1";
+    let env = [
+        ("HTTPS_PROXY", proxy),
+        ("https_proxy", proxy),
+        ("ALL_PROXY", proxy),
+        ("all_proxy", proxy),
+    ];
+    let f = fetch_with(&b.config(""), "default/tls/key", &[], "", &env);
+    assert!(f.out.status.success(), "{}", f.stderr());
+    assert_eq!(std::fs::read(&f.target).unwrap(), SECRET);
+}
+
+#[test]
+fn boot_refuses_an_unverified_root_before_attesting() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: boot_refuses_an_unverified_root_before_attesting needs root");
+        return;
+    }
+    let b = Broker::start(&[]);
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let cfg = shm.path().join("config.toml");
+    let config = format!(
+        "{}\n[[secret]]\nresource = \"default/tls/key\"\npath = \"/run/cvm-init/e2e/key\"\n",
+        b.config("")
+    );
+    std::fs::write(&cfg, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cvm-init"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--cmdline", "/dev/null", "boot"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the workload's root / is not verified"),
+        "{err}"
+    );
+    assert!(err.contains("integrity = \"image\""), "{err}");
+    assert!(
+        !b.log().contains("/auth"),
+        "the broker was contacted: {}",
+        b.log()
+    );
 }

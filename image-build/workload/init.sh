@@ -7,7 +7,8 @@
 #   - eth0 configured.
 # It reads /data/hello.txt back if it exists, else writes it (and syncs);
 # then serves HTTPS on port 8443 with that key (openssl s_server -www) and
-# stays up. Console markers: "WORKLOAD: started", "WORKLOAD: read <text>"
+# stays up. Console markers: "WORKLOAD: started", "WORKLOAD: env <names>",
+# "WORKLOAD: read <text>"
 # or "WORKLOAD: wrote <text>", "WORKLOAD: serving https on 8443", and
 # "WORKLOAD: FAIL <why>" (then it powers off).
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin
@@ -25,6 +26,9 @@ fail() {
 # The root may be mounted read-only.
 grep -q ' /tmp ' /proc/mounts || mount -t tmpfs -o mode=1777 tmpfs /tmp
 echo "WORKLOAD: started"
+# The environment cvm-init handed over (names only): nothing the host put
+# on the kernel command line.
+echo "WORKLOAD: env $(env | cut -d= -f1 | sort | tr '\n' ' ')"
 
 grep -q ' /data ' /proc/mounts || fail "the data volume is not mounted at /data"
 if [ -f /data/hello.txt ]; then

@@ -49,6 +49,10 @@ impl BrokerClient {
             .connect_timeout(config.connect_timeout())
             .timeout(config.request_timeout())
             .redirect(reqwest::redirect::Policy::none())
+            // HTTP(S)_PROXY and ALL_PROXY come from the environment, which
+            // the host sets through the kernel command line for PID 1: a
+            // proxy is never used (the broker is reached directly).
+            .no_proxy()
             .user_agent(concat!("cvm-init/", env!("CARGO_PKG_VERSION")));
         if config.url.starts_with("https://") {
             let pin = match (&config.ca_cert, &config.spki_sha256) {

@@ -1,23 +1,32 @@
 //! `cvm-init boot` (a oneshot under systemd) and PID-1 mode (`/init` of a
 //! minimal initramfs).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cvm_init::attest::Paths;
 use cvm_init::boot::{self, BootEnv};
-use cvm_init::config::{Config, FailureAction};
+use cvm_init::config::{BootConfig, Config, FailureAction};
 use cvm_init::handoff;
-use cvm_init::storage::{self, StorageEnv};
+use cvm_init::storage::{self, RootCheckEnv, StorageEnv};
 
 use super::{load, Common};
 
 /// Private tmpfs directory for header copies.
 const LUKS_RUN_DIR: &str = "/run/cvm-init/luks";
 
-fn env(config: &Config, allow_simulated: bool) -> BootEnv {
+fn env(config: &Config, allow_simulated: bool, cmdline: &Path) -> BootEnv {
     let wait = config.boot.as_ref().map_or(30, |b| b.device_wait_secs);
+    // Under systemd the root was mounted by another unit and is checked;
+    // as PID 1 cvm-init mounted it through dm-verity itself.
+    let check_root = config.boot.is_none().then(|| {
+        PathBuf::from(if Path::new("/etc/initrd-release").exists() {
+            "/sysroot"
+        } else {
+            "/"
+        })
+    });
     BootEnv {
         attest: Paths::default(),
         storage: StorageEnv {
@@ -27,6 +36,9 @@ fn env(config: &Config, allow_simulated: bool) -> BootEnv {
             device_wait: Duration::from_secs(wait),
         },
         allow_simulated,
+        cmdline: cmdline.to_owned(),
+        check_root,
+        root_env: RootCheckEnv::default(),
     }
 }
 
@@ -34,7 +46,10 @@ fn env(config: &Config, allow_simulated: bool) -> BootEnv {
 /// unit's ordering and `FailureAction=` handle the rest.
 pub fn boot(common: &Common<'_>) -> Result<()> {
     let config = load(common.config, common.cmdline)?;
-    let report = boot::run(&config, &env(&config, common.allow_simulated_tee))?;
+    let report = boot::run(
+        &config,
+        &env(&config, common.allow_simulated_tee, common.cmdline),
+    )?;
     log::info!("boot stage done in {} ms", report.total.as_millis());
     Ok(())
 }
@@ -44,8 +59,9 @@ pub fn boot(common: &Common<'_>) -> Result<()> {
 /// takes no flags.
 pub fn init(config_path: &Path) -> ! {
     let started = Instant::now();
-    // The kernel starts init with no PATH; mkfs is found through it.
-    std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    // Before anything else: the kernel built this environment from the
+    // host-written command line. Children get PID1_ENV only.
+    let dropped = handoff::clean_environment();
     // Nothing is known about the failure action before the config is read:
     // the safe default (power off) applies.
     if let Err(e) = handoff::early_mounts() {
@@ -55,17 +71,37 @@ pub fn init(config_path: &Path) -> ! {
     }
     cvm_init::logging::init(log::LevelFilter::Info, true);
     log::info!("cvm-init {} as PID 1", env!("CARGO_PKG_VERSION"));
-    let config = match load(config_path, Path::new("/proc/cmdline")) {
+    if !dropped.is_empty() {
+        log::warn!(
+            "dropped {} environment variable(s) set on the kernel command line: {}; child processes get only {}",
+            dropped.len(),
+            dropped.join(", "),
+            handoff::PID1_ENV
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let config = match load(config_path, Path::new(CMDLINE)) {
         Ok(c) => c,
         Err(e) => handoff::fail(FailureAction::Halt, false, &format!("{e:#}")),
     };
     let action = config.failure.action;
     let debug = config.failure.debug_image;
+    if debug {
+        log::warn!(
+            "this is a debug image (failure.debug_image = true): never give it production keys"
+        );
+    }
     match init_steps(&config, started) {
         Ok(never) => match never {},
         Err(e) => handoff::fail(action, debug, &format!("{e:#}")),
     }
 }
+
+/// The kernel command line PID 1 reads.
+const CMDLINE: &str = "/proc/cmdline";
 
 fn init_steps(config: &Config, started: Instant) -> Result<std::convert::Infallible> {
     let boot_cfg = config
@@ -74,29 +110,14 @@ fn init_steps(config: &Config, started: Instant) -> Result<std::convert::Infalli
         .context("PID-1 mode needs a [boot] section in the config (root, init)")?;
     let n = handoff::load_modules(&boot_cfg.modules_list)?;
     log::info!("loaded {n} kernel modules");
+    let env = env(config, false, Path::new(CMDLINE));
+    mount_root(boot_cfg, &env.storage)?;
     if let Some(net) = &config.network {
         // Init-data may add volumes and secrets the broker holds.
         if !config.plan().resources.is_empty() || config.init_data.is_some() {
             handoff::network_up(net, Duration::from_secs(boot_cfg.device_wait_secs))?;
         }
     }
-    let env = env(config, false);
-    let root = storage::locate_device(&boot_cfg.root, &env.storage)
-        .with_context(|| format!("finding the root device {}", boot_cfg.root))?;
-    storage::mount_device(
-        "root",
-        &root,
-        &boot_cfg.sysroot,
-        boot_cfg.root_fstype,
-        &boot_cfg.root_options,
-    )
-    .with_context(|| {
-        format!(
-            "mounting the root {} on {}",
-            root.display(),
-            boot_cfg.sysroot.display()
-        )
-    })?;
     let report = boot::run(config, &env)?;
     log::info!(
         "timing: agent start to handoff {} ms (broker {} ms); switching to {}",
@@ -106,3 +127,67 @@ fn init_steps(config: &Config, started: Instant) -> Result<std::convert::Infalli
     );
     Err(handoff::switch_root(&boot_cfg.sysroot, &boot_cfg.init).into())
 }
+
+/// Mounts the real root on the sysroot: through dm-verity with the
+/// measured root hash, then reads the workload's init through it, so a
+/// changed init stops the boot before any key is fetched. Unverified only
+/// in a debug image (the config validator refuses it otherwise).
+fn mount_root(boot_cfg: &BootConfig, env: &StorageEnv) -> Result<()> {
+    let t = Instant::now();
+    let root = storage::locate_device(&boot_cfg.root, env)
+        .with_context(|| format!("finding the root device {}", boot_cfg.root))?;
+    let source = match &boot_cfg.verity {
+        Some(v) => {
+            let hash = match &v.hash_device {
+                Some(spec) => storage::locate_device(spec, env)
+                    .with_context(|| format!("finding the root's hash device {spec}"))?,
+                None => root.clone(),
+            };
+            storage::activate_root(ROOT_MAPPING, &root, &hash, v)
+                .with_context(|| format!("verifying the root {}", root.display()))?
+        }
+        None => {
+            log::warn!(
+                "root {} is mounted UNVERIFIED (debug image): the host can change what runs after the keys are here",
+                root.display()
+            );
+            root.clone()
+        }
+    };
+    storage::mount_device(
+        "root",
+        &source,
+        &boot_cfg.sysroot,
+        boot_cfg.root_fstype,
+        &boot_cfg.root_options,
+    )
+    .with_context(|| {
+        format!(
+            "mounting the root {} on {}",
+            source.display(),
+            boot_cfg.sysroot.display()
+        )
+    })?;
+    if boot_cfg.verity.is_some() {
+        let bytes =
+            storage::read_through(&boot_cfg.sysroot, &boot_cfg.init).with_context(|| {
+                format!(
+                    "reading the workload's init {} in {} through dm-verity",
+                    boot_cfg.init.display(),
+                    boot_cfg.sysroot.display()
+                )
+            })?;
+        log::info!(
+            "root {}: dm-verity {} on {}, root hash matches; {} ({bytes} bytes) verified in {} ms",
+            root.display(),
+            source.display(),
+            boot_cfg.sysroot.display(),
+            boot_cfg.init.display(),
+            t.elapsed().as_millis()
+        );
+    }
+    Ok(())
+}
+
+/// The device-mapper name of the verified root (`/dev/mapper/root`).
+const ROOT_MAPPING: &str = "root";

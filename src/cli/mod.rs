@@ -31,6 +31,9 @@ fn load(config: &Path, cmdline: &Path) -> Result<Config> {
     }
     overrides.apply(&mut config);
     cvm_init::logging::set_level(config.log.level.to_filter());
+    if config.failure.debug_image {
+        cvm_init::logging::mark_debug_image();
+    }
     Ok(config)
 }
 
@@ -59,6 +62,9 @@ pub fn fetch(
     // Refuse a bad output path before any attestation happens.
     secrets::check_target(output, storage)?;
     let config = load(common.config, common.cmdline)?;
+    // A shell the host asked for on the command line could run this very
+    // command: no key while it is there.
+    cvm_init::boot::check_cmdline(common.cmdline, config.failure.debug_image)?;
     let attester = attest::from_config(
         &config.attester,
         common.allow_simulated_tee,

@@ -7,8 +7,12 @@
 //! nothing else.
 
 pub mod cmdline;
+mod plan;
+pub mod tripwire;
+mod validate;
 
-use std::collections::BTreeSet;
+pub use plan::Plan;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,6 +74,116 @@ pub struct Config {
     /// Host-supplied configuration, accepted only as Trustee init-data bound
     /// by the hardware (SNP HOST_DATA / TDX MRCONFIGID); see [`crate::initdata`].
     pub init_data: Option<InitDataConfig>,
+    /// How the workload's root is protected from the host (`cvm-init boot`
+    /// and the booted-system unit check it; PID 1 verifies it itself).
+    #[serde(default)]
+    pub root: RootConfig,
+}
+
+/// What protects the workload's root filesystem, which the host can write.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootConfig {
+    #[serde(default)]
+    pub integrity: RootIntegrity,
+    /// Why the root is safe although it is not dm-verity (one line; needed
+    /// with `integrity = "image"`).
+    pub reason: Option<String>,
+}
+
+/// How `cvm-init boot` makes sure no host-written code runs next to the keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootIntegrity {
+    /// The root (`/sysroot` in an initrd, else `/`) must be a dm-verity
+    /// device or a cvm-init volume; checked before attesting.
+    #[default]
+    Verity,
+    /// The image protects its root another way (stated in `reason`).
+    Image,
+}
+
+/// dm-verity parameters of the real root in PID-1 mode. Every value comes
+/// from this measured file: no verity superblock is read from the disk,
+/// which the host writes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerityConfig {
+    /// Root hash (hex), as `veritysetup format` prints it.
+    pub root_hash: String,
+    /// Device holding the hash tree; default: the root device itself.
+    pub hash_device: Option<String>,
+    /// Byte offset of the hash tree on the hash device (its first hash
+    /// block; for a tree with a superblock, the superblock's offset plus
+    /// one hash block).
+    #[serde(default)]
+    pub hash_offset: u64,
+    /// Number of data blocks the tree covers.
+    pub data_blocks: u64,
+    #[serde(default = "default_verity_block")]
+    pub data_block_size: u32,
+    #[serde(default = "default_verity_block")]
+    pub hash_block_size: u32,
+    /// Salt (hex); empty for none.
+    #[serde(default)]
+    pub salt: String,
+    #[serde(default)]
+    pub hash: VerityHash,
+    /// What the kernel does when a block does not match its hash.
+    #[serde(default)]
+    pub on_corruption: CorruptionAction,
+}
+
+fn default_verity_block() -> u32 {
+    4096
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerityHash {
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+impl VerityHash {
+    /// The kernel's and libcryptsetup's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            VerityHash::Sha256 => "sha256",
+            VerityHash::Sha512 => "sha512",
+        }
+    }
+    /// Digest length in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            VerityHash::Sha256 => 32,
+            VerityHash::Sha512 => 64,
+        }
+    }
+}
+
+/// dm-verity's reaction to a corrupted block: stop at once either way, so
+/// nothing keeps running on data the host changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CorruptionAction {
+    /// Kernel panic (`panic_on_corruption`).
+    #[default]
+    Panic,
+    /// Reboot (`restart_on_corruption`).
+    Restart,
+}
+
+impl VerityConfig {
+    /// The root hash as bytes (validated).
+    pub fn root_hash_bytes(&self) -> Vec<u8> {
+        hex::decode(&self.root_hash).unwrap_or_default()
+    }
+    /// The salt as bytes (validated).
+    pub fn salt_bytes(&self) -> Vec<u8> {
+        hex::decode(&self.salt).unwrap_or_default()
+    }
 }
 
 /// Whether and how a host-supplied init-data document may add to this
@@ -141,6 +255,9 @@ pub struct BootConfig {
     /// How long to wait for a device to appear.
     #[serde(default = "default_device_wait")]
     pub device_wait_secs: u64,
+    /// dm-verity of the root: the only way a production image's root is
+    /// mounted (an unverified root needs `failure.debug_image`).
+    pub verity: Option<VerityConfig>,
 }
 
 fn default_root_options() -> Vec<String> {
@@ -516,397 +633,6 @@ impl Config {
         })?;
         config.validate()?;
         Ok(config)
-    }
-
-    /// Checks everything serde cannot: cross-field rules and security rules.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_broker()?;
-        let mut names = BTreeSet::new();
-        for (i, v) in self.volumes.iter().enumerate() {
-            let field = |f: &str| format!("volume[{i}].{f}");
-            let name_ok = !v.name.is_empty()
-                && v.name.len() <= 64
-                && v.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                && !v.name.starts_with('.');
-            if !name_ok {
-                return Err(invalid(
-                    field("name"),
-                    format!("{:?} is not a usable device-mapper name", v.name),
-                    "use 1-64 characters from [A-Za-z0-9_.-], not starting with '.'",
-                ));
-            }
-            if !names.insert(v.name.clone()) {
-                return Err(invalid(
-                    field("name"),
-                    format!("{:?} is used by two volumes", v.name),
-                    "give every volume its own name",
-                ));
-            }
-            let dev_ok = v.device.starts_with("/dev/")
-                || ["UUID=", "PARTUUID=", "PARTLABEL="].iter().any(|p| {
-                    v.device
-                        .strip_prefix(p)
-                        .is_some_and(|rest| !rest.is_empty())
-                });
-            if !dev_ok {
-                return Err(invalid(
-                    field("device"),
-                    format!("{:?} is not a device reference", v.device),
-                    "use /dev/..., UUID=..., PARTUUID=... or PARTLABEL=...",
-                ));
-            }
-            if !v.mountpoint.is_absolute() {
-                return Err(invalid(
-                    field("mountpoint"),
-                    format!("{} is not absolute", v.mountpoint.display()),
-                    "use an absolute path such as /sysroot/data",
-                ));
-            }
-        }
-        for (i, s) in self.secrets.iter().enumerate() {
-            let field = |f: &str| format!("secret[{i}].{f}");
-            if !s.path.is_absolute()
-                || !s.path.starts_with("/run/")
-                || s.path
-                    .components()
-                    .any(|c| c == std::path::Component::ParentDir)
-            {
-                return Err(invalid(
-                    field("path"),
-                    format!("{} is not below /run", s.path.display()),
-                    "secrets go to tmpfs only: use a path such as /run/cvm-init/tls/key.pem",
-                ));
-            }
-            match parse_mode(&s.mode) {
-                Some(m) if m & 0o007 == 0 => {}
-                Some(_) => {
-                    return Err(invalid(
-                        field("mode"),
-                        format!("{} lets every user read or write the secret", s.mode),
-                        "use 0600, 0640 or 0400",
-                    ))
-                }
-                None => {
-                    return Err(invalid(
-                        field("mode"),
-                        format!("{:?} is not an octal mode", s.mode),
-                        "write it as a string of octal digits, e.g. \"0600\"",
-                    ))
-                }
-            }
-            if parse_owner(&s.owner).is_none() {
-                return Err(invalid(
-                    field("owner"),
-                    format!("{:?} is not uid:gid", s.owner),
-                    "use numeric ids, e.g. \"0:0\" or \"1000:1000\"",
-                ));
-            }
-        }
-        if let Some(n) = &self.network {
-            match (&n.address, &n.dhcp_command) {
-                (Some(a), None) => {
-                    if parse_cidr(a).is_none() {
-                        return Err(invalid(
-                            "network.address",
-                            format!("{a:?} is not an IPv4 address with a prefix"),
-                            "write it as a.b.c.d/prefix, e.g. \"10.0.2.15/24\"",
-                        ));
-                    }
-                    if let Some(g) = &n.gateway {
-                        if g.parse::<std::net::Ipv4Addr>().is_err() {
-                            return Err(invalid(
-                                "network.gateway",
-                                format!("{g:?} is not an IPv4 address"),
-                                "write it as a.b.c.d",
-                            ));
-                        }
-                    }
-                }
-                (None, Some(cmd)) if !cmd.is_empty() => {}
-                _ => {
-                    return Err(invalid(
-                        "network",
-                        "needs exactly one of address or dhcp_command",
-                        "set address = \"a.b.c.d/prefix\" (and gateway), or dhcp_command = [...]",
-                    ))
-                }
-            }
-        }
-        if let Some(h) = &self.attester.simulated_host_data {
-            if self.attester.kind != AttesterKind::Simulated {
-                return Err(invalid(
-                    "attester.simulated_host_data",
-                    format!("is set but the attester is {}", self.attester.kind),
-                    "remove it: real hardware reports the host data the VM was launched with",
-                ));
-            }
-            if h.is_empty() || h.len() > 128 || hex::decode(h).is_err() {
-                return Err(invalid(
-                    "attester.simulated_host_data",
-                    format!("{h:?} is not 1 to 64 bytes of hex"),
-                    "write the digest as hex, e.g. the init-data document's SHA-384",
-                ));
-            }
-        }
-        if let Some(d) = &self.init_data {
-            self.validate_init_data(d)?;
-        }
-        if self.failure.action == FailureAction::Shell && !self.failure.debug_image {
-            return Err(invalid(
-                "failure.action",
-                "\"shell\" would give a root shell on the console of a production image",
-                "use \"halt\" or \"reboot\", or set failure.debug_image = true in a debug image",
-            ));
-        }
-        Ok(())
-    }
-
-    fn validate_init_data(&self, d: &InitDataConfig) -> Result<(), ConfigError> {
-        if !d.path.is_absolute() {
-            return Err(invalid(
-                "init_data.path",
-                format!("{} is not absolute", d.path.display()),
-                "use an absolute path, e.g. /run/cvm-init/init-data.toml",
-            ));
-        }
-        if d.allow.is_empty() {
-            return Err(invalid(
-                "init_data.allow",
-                "is empty, so a host-supplied config could change nothing",
-                "list what it may add (\"secret\", \"volume\", \"volume.format\"), or remove [init_data]",
-            ));
-        }
-        let volumes = d
-            .allow
-            .iter()
-            .any(|a| matches!(a, InitDataAllow::Volume | InitDataAllow::VolumeFormat));
-        match &d.mount_under {
-            None if volumes => {
-                return Err(invalid(
-                    "init_data.mount_under",
-                    "is missing but host-supplied volumes are allowed",
-                    "set the directory they mount below, e.g. \"/sysroot/srv\"",
-                ))
-            }
-            Some(m) if !m.is_absolute() || m == Path::new("/") => {
-                return Err(invalid(
-                    "init_data.mount_under",
-                    format!("{} is not an absolute directory below /", m.display()),
-                    "use a dedicated directory, e.g. \"/sysroot/srv\"",
-                ))
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn validate_broker(&self) -> Result<(), ConfigError> {
-        let b = &self.broker;
-        let (scheme, rest) = b.url.split_once("://").ok_or_else(|| {
-            invalid(
-                "broker.url",
-                format!("{:?} has no scheme", b.url),
-                "write it as https://host:port",
-            )
-        })?;
-        if rest.is_empty() || rest.contains(['?', '#']) {
-            return Err(invalid(
-                "broker.url",
-                format!("{:?} has no host, or has a query or fragment", b.url),
-                "write it as https://host:port (the /kbs/v0 path is added by the agent)",
-            ));
-        }
-        match scheme {
-            "https" => {
-                if b.insecure_http {
-                    return Err(invalid(
-                        "broker.insecure_http",
-                        "is set but the URL is https",
-                        "remove insecure_http",
-                    ));
-                }
-                match (&b.ca_cert, &b.spki_sha256) {
-                    (None, None) => {
-                        return Err(invalid(
-                            "broker.ca_cert",
-                            "the broker is not pinned",
-                            "set ca_cert (PEM file of the broker's CA) or spki_sha256 (hex SHA-256 of its public key)",
-                        ))
-                    }
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(
-                            "broker.spki_sha256",
-                            "both ca_cert and spki_sha256 are set",
-                            "pin the broker one way: keep either ca_cert or spki_sha256",
-                        ))
-                    }
-                    _ => {}
-                }
-                if let Some(h) = &b.spki_sha256 {
-                    if h.len() != 64 || hex::decode(h).is_err() {
-                        return Err(invalid(
-                            "broker.spki_sha256",
-                            format!("{h:?} is not 64 hex digits"),
-                            "use the hex SHA-256 of the DER SubjectPublicKeyInfo",
-                        ));
-                    }
-                }
-            }
-            "http" => {
-                if !b.insecure_http {
-                    return Err(invalid(
-                        "broker.url",
-                        "http:// does not authenticate the broker",
-                        "use https:// with a pinned ca_cert, or for development only set insecure_http = true",
-                    ));
-                }
-            }
-            other => {
-                return Err(invalid(
-                    "broker.url",
-                    format!("scheme {other:?} is not supported"),
-                    "use https://",
-                ))
-            }
-        }
-        if b.connect_timeout_secs == 0 || b.request_timeout_secs == 0 || b.deadline_secs == 0 {
-            return Err(invalid(
-                "broker.*_secs",
-                "a timeout or deadline is 0",
-                "use a positive number of seconds",
-            ));
-        }
-        if b.deadline_secs < b.request_timeout_secs {
-            return Err(invalid(
-                "broker.deadline_secs",
-                format!(
-                    "{} s is shorter than one request ({} s)",
-                    b.deadline_secs, b.request_timeout_secs
-                ),
-                "make deadline_secs at least request_timeout_secs",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Everything the boot will do, decided from the config alone.
-    pub fn plan(&self) -> Plan {
-        let mut resources: Vec<ResourcePath> = Vec::new();
-        let wanted = self
-            .volumes
-            .iter()
-            .map(|v| &v.key)
-            .chain(self.secrets.iter().map(|s| &s.resource));
-        for r in wanted {
-            if !resources.contains(r) {
-                resources.push(r.clone());
-            }
-        }
-        Plan {
-            config: self.clone(),
-            resources,
-        }
-    }
-}
-
-/// The boot's plan: made from config before any I/O. The broker is asked
-/// once, for exactly `resources`.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub config: Config,
-    /// Every broker resource needed, each once, in first-use order.
-    pub resources: Vec<ResourcePath>,
-}
-
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.config;
-        writeln!(f, "broker: {}", c.broker.url)?;
-        let pin = match (&c.broker.ca_cert, &c.broker.spki_sha256) {
-            (Some(ca), _) => format!("CA certificate {}", ca.display()),
-            (None, Some(h)) => format!("public key SHA-256 {h}"),
-            (None, None) => "NONE (insecure_http: development only)".to_owned(),
-        };
-        writeln!(f, "  pinned by: {pin}")?;
-        writeln!(
-            f,
-            "  timeouts: connect {} s, request {} s, total deadline {} s; key {}",
-            c.broker.connect_timeout_secs,
-            c.broker.request_timeout_secs,
-            c.broker.deadline_secs,
-            match c.broker.key_alg {
-                KeyAlgConfig::EcdhEsA256Kw => "ECDH-ES+A256KW (P-256)",
-                KeyAlgConfig::RsaOaep256 => "RSA-OAEP-256",
-            }
-        )?;
-        let sim = if c.attester.kind == AttesterKind::Simulated {
-            "  <-- SIMULATED TEE: development only, never secure"
-        } else {
-            ""
-        };
-        writeln!(f, "attester: {}{sim}", c.attester.kind)?;
-        if let Some(d) = &c.init_data {
-            let allow: Vec<String> = d.allow.iter().map(ToString::to_string).collect();
-            writeln!(
-                f,
-                "init-data: {} ({}), bound by SNP HOST_DATA / TDX MRCONFIGID; may add: {}{}",
-                d.path.display(),
-                if d.required { "required" } else { "optional" },
-                allow.join(", "),
-                d.mount_under
-                    .as_ref()
-                    .map(|m| format!("; its volumes mount below {}", m.display()))
-                    .unwrap_or_default()
-            )?;
-        }
-        writeln!(f, "resources fetched in one session:")?;
-        if self.resources.is_empty() {
-            writeln!(f, "  (none)")?;
-        }
-        for r in &self.resources {
-            writeln!(f, "  {r}")?;
-        }
-        for v in &c.volumes {
-            writeln!(
-                f,
-                "volume {}: {} -> /dev/mapper/{} -> {} ({:?}{}), key {} ({:?}), {}",
-                v.name,
-                v.device,
-                v.name,
-                v.mountpoint.display(),
-                v.filesystem,
-                if v.integrity { ", integrity" } else { "" },
-                v.key,
-                v.key_derivation,
-                if v.format {
-                    "formatted on first boot only if blank"
-                } else {
-                    "never formatted"
-                }
-            )?;
-        }
-        for s in &c.secrets {
-            writeln!(
-                f,
-                "secret {} -> {} (mode {}, owner {})",
-                s.resource,
-                s.path.display(),
-                s.mode,
-                s.owner
-            )?;
-        }
-        write!(
-            f,
-            "on failure: {:?}{}",
-            c.failure.action,
-            if c.failure.debug_image {
-                " (debug image)"
-            } else {
-                ""
-            }
-        )
     }
 }
 

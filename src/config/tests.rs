@@ -221,3 +221,135 @@ fn simulated_host_data_only_for_the_simulated_tee() {
     ))
     .unwrap();
 }
+
+const PID1: &str = r#"
+[boot]
+root = "/dev/vda"
+"#;
+
+const VERITY: &str = r#"
+[boot.verity]
+root_hash = "4b3a2c1d4b3a2c1d4b3a2c1d4b3a2c1d4b3a2c1d4b3a2c1d4b3a2c1d4b3a2c1d"
+hash_offset = 67108864
+data_blocks = 16384
+salt = "a1b2"
+"#;
+
+#[test]
+fn a_pid1_root_without_verity_is_refused_naming_boot() {
+    let e = err_of(&format!("{MINIMAL}{PID1}"));
+    assert!(e.contains("`boot`"), "{e}");
+    assert!(e.contains("unverified"), "{e}");
+    assert!(e.contains("[boot.verity]"), "{e}");
+    // A debug image may boot an unverified root; the plan says so.
+    let c =
+        Config::from_toml(&format!("{MINIMAL}{PID1}\n[failure]\ndebug_image = true\n")).unwrap();
+    assert!(c.plan().to_string().contains("UNVERIFIED"), "{}", c.plan());
+}
+
+#[test]
+fn a_verity_root_is_accepted_with_safe_defaults_and_shown_in_the_plan() {
+    let c = Config::from_toml(&format!("{MINIMAL}{PID1}{VERITY}")).unwrap();
+    let v = c.boot.as_ref().unwrap().verity.as_ref().unwrap();
+    assert_eq!(v.hash, VerityHash::Sha256);
+    assert_eq!(v.on_corruption, CorruptionAction::Panic);
+    assert_eq!((v.data_block_size, v.hash_block_size), (4096, 4096));
+    let plan = c.plan().to_string();
+    assert!(plan.contains("dm-verity (sha256, root hash 4b3a"), "{plan}");
+    assert!(plan.contains("kernel panic on corruption"), "{plan}");
+}
+
+#[test]
+fn bad_verity_parameters_are_refused_naming_the_field() {
+    let cases = [
+        (
+            "root_hash = \"4b3a",
+            "root_hash = \"zz3a",
+            "boot.verity.root_hash",
+        ),
+        (
+            "root_hash = \"4b3a",
+            "root_hash = \"3a",
+            "boot.verity.root_hash",
+        ),
+        ("salt = \"a1b2\"", "salt = \"xyz\"", "boot.verity.salt"),
+        (
+            "data_blocks = 16384",
+            "data_blocks = 0",
+            "boot.verity.data_blocks",
+        ),
+        (
+            "hash_offset = 67108864",
+            "hash_offset = 1000",
+            "boot.verity.hash_offset",
+        ),
+        // The tree may not overlap the data it verifies.
+        (
+            "hash_offset = 67108864",
+            "hash_offset = 4096",
+            "boot.verity.hash_offset",
+        ),
+        (
+            "salt = \"a1b2\"",
+            "salt = \"a1b2\"\ndata_block_size = 1000",
+            "boot.verity.data_block_size",
+        ),
+        (
+            "salt = \"a1b2\"",
+            "salt = \"a1b2\"\nhash = \"sha1\"",
+            "hash",
+        ),
+        (
+            "salt = \"a1b2\"",
+            "salt = \"a1b2\"\nhash_device = \"vdb\"",
+            "boot.verity.hash_device",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let text = format!("{MINIMAL}{PID1}{}", VERITY.replace(from, to));
+        let e = err_of(&text);
+        assert!(e.contains(field), "{to}: {e}");
+    }
+    // sha512 needs a 64-byte root hash.
+    let e = err_of(&format!(
+        "{MINIMAL}{PID1}{}\nhash = \"sha512\"\n",
+        VERITY.trim_end()
+    ));
+    assert!(e.contains("sha512 digest"), "{e}");
+    let e = err_of(&format!(
+        "{MINIMAL}{}{VERITY}",
+        PID1.replace(
+            "root = \"/dev/vda\"",
+            "root = \"/dev/vda\"\nroot_options = [\"rw\"]"
+        )
+    ));
+    assert!(e.contains("boot.root_options"), "{e}");
+}
+
+#[test]
+fn root_integrity_image_needs_a_one_line_reason_and_no_pid1() {
+    let e = err_of(&format!("{MINIMAL}\n[root]\nintegrity = \"image\"\n"));
+    assert!(e.contains("root.reason"), "{e}");
+    let e = err_of(&format!(
+        "{MINIMAL}\n[root]\nintegrity = \"image\"\nreason = \"a\\nb\"\n"
+    ));
+    assert!(e.contains("one line"), "{e}");
+    let e = err_of(&format!(
+        "{MINIMAL}{PID1}{VERITY}\n[root]\nintegrity = \"image\"\nreason = \"x\"\n"
+    ));
+    assert!(e.contains("root.integrity"), "{e}");
+    let c = Config::from_toml(&format!(
+        "{MINIMAL}\n[root]\nintegrity = \"image\"\nreason = \"roothash= in the UKI\"\n"
+    ))
+    .unwrap();
+    assert!(
+        c.plan()
+            .to_string()
+            .contains("protected by the image, not checked: roothash= in the UKI"),
+        "{}",
+        c.plan()
+    );
+    // Without [root], cvm-init boot checks the root itself.
+    let c = Config::from_toml(MINIMAL).unwrap();
+    assert!(c.plan().to_string().contains("must be a dm-verity device"));
+}

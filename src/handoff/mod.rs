@@ -68,6 +68,36 @@ fn mount_fs(
     }
 }
 
+/// The whole environment of PID 1 and everything it starts: the kernel
+/// builds init's environment from `a=b` words on the command line, which
+/// the host writes (`LD_PRELOAD=`, `HTTPS_PROXY=`, ...).
+pub const PID1_ENV: &[(&str, &str)] = &[
+    ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    ("HOME", "/"),
+    ("TERM", "linux"),
+];
+
+/// Replaces the environment the kernel gave PID 1 with [`PID1_ENV`], so
+/// children (mkfs, the DHCP client, the workload's init) inherit nothing
+/// the host chose. Returns the names of the variables that were dropped.
+/// Call first, while PID 1 has one thread.
+pub fn clean_environment() -> Vec<String> {
+    let mut dropped = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let keep = PID1_ENV
+            .iter()
+            .any(|(k, v)| name.as_os_str() == *k && value.as_os_str() == *v);
+        if !keep {
+            dropped.push(name.to_string_lossy().into_owned());
+        }
+        std::env::remove_var(&name);
+    }
+    for (k, v) in PID1_ENV {
+        std::env::set_var(k, v);
+    }
+    dropped
+}
+
 /// Mounts /proc, /sys, /dev, /run and configfs (for configfs-tsm).
 pub fn early_mounts() -> Result<(), HandoffError> {
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;

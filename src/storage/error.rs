@@ -44,6 +44,10 @@ pub enum StorageError {
         #[source]
         source: HeaderError,
     },
+    #[error("the workload's root {} is not verified: {found}. The host can write that disk and change what runs next to the keys, so no key is fetched. Mount the root through dm-verity (systemd-veritysetup with roothash= in a UKI, mkosi Verity=, veritysetup open), or, if the image protects its root another way, say so in the config: [root] integrity = \"image\" with a one-line reason", root.display())]
+    RootUnverified { root: PathBuf, found: String },
+    #[error("the root's dm-verity hash tree on {} is refused: {problem}. Nothing was mounted and no key was fetched; boot the image this config belongs to, or fix [boot.verity]", device.display())]
+    VerityRoot { device: PathBuf, problem: String },
     #[error("volume {volume}: libcryptsetup failed to {op} on {}: {source}", device.display())]
     Crypt {
         volume: String,

@@ -29,6 +29,8 @@ mod locate;
 mod luks;
 pub mod ondisk;
 pub mod probe;
+mod rootcheck;
+mod verity;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +40,8 @@ pub use header::{validate_header, Expected, HeaderError, TokenState};
 pub use kdf::derive_key;
 pub use locate::locate_device;
 pub use luks::{open_header_copy, set_up_crypt_logging, HeaderCopy};
+pub use rootcheck::{check_root, RootCheckEnv, RootProtection};
+pub use verity::{activate_root, check_root_hash, read_through};
 
 use crate::config::VolumeConfig;
 use crate::secrets::Secret;

@@ -52,6 +52,11 @@ address = "10.0.2.15/24"
 gateway = "10.0.2.2"
 "#;
 
+/// The generators' initrds mount the bench's workload image from `root=`
+/// unverified (their verity path, systemd-veritysetup, is the image
+/// builder's); the config says so, as an image must.
+const GENERATOR_ROOT: &str = "\n[root]\nintegrity = \"image\"\nreason = \"vm-bench: the test workload image, mounted by the initrd from root=\"\n";
+
 /// Kernel command line for a generator's initrd: the workload image is
 /// the root.
 pub const ROOT_CMDLINE: &str = "root=/dev/vda ro rootfstype=ext4";
@@ -122,6 +127,9 @@ pub struct AgentBench {
     pub host_data: Option<String>,
     /// The init-data document the host passes on the next boots.
     pub init_data: Option<PathBuf>,
+    /// The workload root's dm-verity tree; `None`: an unverified root in a
+    /// debug image ([`Options::unverified_root`]).
+    pub verity: Option<rootfs::VerityRoot>,
     /// `None`: cvm-init is `/init` of the bench's own initramfs. Else the
     /// generator that made the initrd from the installed package.
     pub generator: Option<Generator>,
@@ -144,6 +152,10 @@ pub struct Options {
     /// broker CA as `/etc/cvm-init`; the root then comes from the kernel
     /// command line ([`ROOT_CMDLINE`]).
     pub generator: Option<Generator>,
+    /// As PID 1: mount the root unverified, which only a debug image
+    /// (`failure.debug_image = true`) may do. For the with/without
+    /// comparison of the verity root's cost.
+    pub unverified_root: bool,
 }
 
 impl AgentBench {
@@ -185,7 +197,12 @@ impl AgentBench {
         std::fs::write(res.join("app/token"), b"app-token-from-the-broker")?;
 
         let root_image = dir.join("workload.img");
-        rootfs::workload_image(&root_image)?;
+        let verity = if options.unverified_root {
+            rootfs::workload_image(&root_image)?;
+            None
+        } else {
+            Some(rootfs::verity_workload_image(&root_image)?)
+        };
         let mut bench = AgentBench {
             kernel,
             bins,
@@ -202,6 +219,7 @@ impl AgentBench {
             integrity: options.integrity,
             host_data: options.host_data,
             init_data: None,
+            verity,
             generator: options.generator,
             generated: None,
             broker: None,
@@ -283,9 +301,17 @@ impl AgentBench {
     }
 
     fn base_config(&self) -> String {
-        let (sysroot, pid1) = match self.generator {
-            None => ("/sysroot", PID1_CONFIG),
-            Some(g) => (g.sysroot(), ""),
+        let (sysroot, pid1, root) = match (self.generator, &self.verity) {
+            (None, Some(v)) => ("/sysroot", format!("{PID1_CONFIG}{}", v.config()), ""),
+            (None, None) => ("/sysroot", PID1_CONFIG.to_owned(), ""),
+            // The initrd's own units mount the root from root= on the
+            // command line; the bench's workload image is not verified there.
+            (Some(g), _) => (g.sysroot(), String::new(), GENERATOR_ROOT),
+        };
+        let debug = if self.generator.is_none() && self.verity.is_none() {
+            "debug_image = true\n"
+        } else {
+            ""
         };
         format!(
             r#"# cvm-init VM bench: simulated TEE, broker on the host via QEMU's 10.0.2.2
@@ -321,7 +347,7 @@ path = "/run/cvm-init/tls/key.pem"
 
 [failure]
 action = "halt"
-"#,
+{debug}{root}"#,
             port = self.broker_port,
             integrity = self.integrity
         )
@@ -365,6 +391,12 @@ action = "halt"
             None => "timing: agent start to handoff",
             Some(_) => "boot stage done in",
         }
+    }
+
+    /// Rebuilds the bench's own initramfs, e.g. after a test changed
+    /// [`verity`](Self::verity) to bake a different config into it.
+    pub fn rebuild_initramfs(&self) -> Result<()> {
+        self.build_initramfs()
     }
 
     fn build_initramfs(&self) -> Result<()> {
@@ -500,7 +532,17 @@ pub struct GoodBoot {
 /// Boots `data` and follows one boot to the workload serving HTTPS with the
 /// delivered key; kills QEMU afterwards.
 pub fn good_boot(bench: &AgentBench, data: &Path, log_name: &str) -> Result<GoodBoot> {
-    let (mut vm, port) = bench.boot(data, log_name)?;
+    good_boot_with(bench, data, "", log_name)
+}
+
+/// [`good_boot`] with extra kernel command line words.
+pub fn good_boot_with(
+    bench: &AgentBench,
+    data: &Path,
+    append: &str,
+    log_name: &str,
+) -> Result<GoodBoot> {
+    let (mut vm, port) = bench.boot_with(&[data], append, 1024, log_name)?;
     let t = Duration::from_secs(180);
     let mut patterns = vec![
         "volume data: Provisioned ",

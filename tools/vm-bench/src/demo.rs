@@ -18,6 +18,12 @@ pub struct DemoReport {
     pub pbkdf2_open_ms: Option<u64>,
     pub initramfs_bytes: u64,
     pub agent_bytes: u64,
+    /// The unlock boot of the same image with an unverified root (a debug
+    /// image), for the cost of dm-verity.
+    pub unverified: Option<agent::GoodBoot>,
+    /// What cvm-init reported for activating the verity root and reading
+    /// the init through it (boot 2).
+    pub verity_root_ms: Option<u64>,
 }
 
 fn step(n: u32, text: &str) {
@@ -66,6 +72,33 @@ pub fn run(dir: &Path, bench_unlock: bool) -> Result<DemoReport> {
             report.argon2_open_ms.map_or("?".into(), |v| v.to_string()),
             report.pbkdf2_open_ms.map_or("?".into(), |v| v.to_string())
         );
+    }
+    report.verity_root_ms = std::fs::read_to_string(bench.dir.join("boot2.log"))?
+        .lines()
+        .find(|l| l.contains("root hash matches"))
+        .and_then(|l| agent::number_after(l, "verified in"));
+    if bench_unlock {
+        step(6, "the cost of the verity root: the same two boots with an unverified root (a debug image), same run");
+        let plain = AgentBench::with_options(
+            &dir.join("unverified"),
+            agent::Options {
+                unverified_root: true,
+                ..agent::Options::default()
+            },
+        )?;
+        let data = plain.blank_disk("data.img", 64)?;
+        agent::good_boot(&plain, &data, "boot1.log")?;
+        let unlock = agent::good_boot(&plain, &data, "boot2.log")?;
+        ensure!(unlock.volume.contains("Unlocked"), "{}", unlock.volume);
+        println!(
+            "unlock boot, agent start -> handoff: verity root {} ms (of which the root's activation and the init's read {} ms), unverified root {} ms; QEMU start -> serving: {:.1?} vs {:.1?}",
+            second.handoff_ms.map_or("?".into(), |v| v.to_string()),
+            report.verity_root_ms.map_or("?".into(), |v| v.to_string()),
+            unlock.handoff_ms.map_or("?".into(), |v| v.to_string()),
+            second.to_serving,
+            unlock.to_serving
+        );
+        report.unverified = Some(unlock);
     }
     report.first = Some(first);
     report.second = Some(second);

@@ -38,6 +38,8 @@ pub const GUEST_MODULES: &[&str] = &[
     "dm-crypt",
     "dm-integrity",
     "authenc",
+    // The workload's root is verified.
+    "dm-verity",
     "ext4",
     // The host's init-data document arrives through fw_cfg.
     "qemu_fw_cfg",

@@ -75,6 +75,7 @@ pub const HOST_TOOLS: &[(&str, &str)] = &[
     ("depmod", "kmod"),
     ("mke2fs", "e2fsprogs"),
     ("cryptsetup", "cryptsetup-bin"),
+    ("veritysetup", "cryptsetup-bin"),
     ("openssl", "openssl"),
     ("apt-get", "apt"),
     ("dpkg-deb", "dpkg"),

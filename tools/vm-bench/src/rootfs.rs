@@ -77,3 +77,63 @@ pub fn workload_image(image: &Path) -> Result<()> {
     let t = workload_tree()?;
     write_ext4(t.root(), image, WORKLOAD_IMAGE_MB, "workload")
 }
+
+/// A dm-verity hash tree appended to an image, as `[boot.verity]` in the
+/// measured config describes it.
+#[derive(Debug, Clone)]
+pub struct VerityRoot {
+    pub root_hash: String,
+    pub salt: String,
+    pub data_blocks: u64,
+    /// Byte offset of the tree: the end of the filesystem.
+    pub hash_offset: u64,
+}
+
+impl VerityRoot {
+    /// The config section for cvm-init as PID 1.
+    pub fn config(&self) -> String {
+        format!(
+            "\n[boot.verity]\nroot_hash = \"{}\"\nsalt = \"{}\"\ndata_blocks = {}\nhash_offset = {}\n",
+            self.root_hash, self.salt, self.data_blocks, self.hash_offset
+        )
+    }
+}
+
+/// Appends a dm-verity hash tree (no superblock) to `image`, right after
+/// its data, with `veritysetup format` (package cryptsetup-bin).
+pub fn append_verity(image: &Path) -> Result<VerityRoot> {
+    let size = fs::metadata(image)?.len();
+    anyhow::ensure!(
+        size % 4096 == 0,
+        "{} is not a whole number of 4 KiB blocks",
+        image.display()
+    );
+    let veritysetup =
+        crate::find_tool("veritysetup").context("veritysetup (package cryptsetup-bin)")?;
+    let out = crate::output(
+        Command::new(veritysetup)
+            .args(["format", "--no-superblock"])
+            .arg(format!("--hash-offset={size}"))
+            .arg(format!("--data-blocks={}", size / 4096))
+            .arg(image)
+            .arg(image),
+    )?;
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .with_context(|| format!("veritysetup printed no {name:?}: {out}"))
+    };
+    Ok(VerityRoot {
+        root_hash: field("Root hash:")?,
+        salt: field("Salt:")?,
+        data_blocks: size / 4096,
+        hash_offset: size,
+    })
+}
+
+/// The workload image with its verity tree appended.
+pub fn verity_workload_image(image: &Path) -> Result<VerityRoot> {
+    workload_image(image)?;
+    append_verity(image)
+}

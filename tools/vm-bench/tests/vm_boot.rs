@@ -265,3 +265,131 @@ fn vm_init_data_from_fw_cfg_is_used_only_when_the_host_data_binds_it() {
         "the broker was contacted"
     );
 }
+
+/// Flips one byte of `image` inside the first occurrence of `needle`.
+fn flip_byte_in(image: &Path, needle: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let bytes = std::fs::read(image).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap_or_else(|| panic!("{:?} not in {}", needle, image.display()));
+    let mut f = std::fs::OpenOptions::new().write(true).open(image).unwrap();
+    f.seek(SeekFrom::Start(at as u64)).unwrap();
+    f.write_all(&[bytes[at] ^ 0x20]).unwrap();
+}
+
+/// The root is dm-verity with its hash in the measured config: a byte the
+/// host flips in the workload's init stops the VM before the broker is
+/// asked for anything (cvm-init reads the init through dm-verity first),
+/// and a root hash that is not the disk's fails the boot with a line that
+/// names the root. The disks are never written.
+#[test]
+fn vm_verity_root_refuses_a_changed_init_and_a_wrong_root_hash() {
+    let Some((_g, _dir, mut bench)) = bench() else {
+        return;
+    };
+    let data = bench.blank_disk("data.img", 64).unwrap();
+    let blank = file_digest(&data).unwrap();
+
+    // One byte of /sbin/init (the workload's init.sh) changed on the disk.
+    let good_root = bench.root_image.clone();
+    let changed = bench.dir.join("changed-root.img");
+    std::fs::copy(&good_root, &changed).unwrap();
+    flip_byte_in(&changed, b"WORKLOAD: started");
+    bench.root_image = changed.clone();
+    let (mut vm, _) = bench.boot(&data, "changed-init.log").unwrap();
+    let (i, line) = vm
+        .wait_for_any(
+            &["Kernel panic", "WORKLOAD: started", "BOOT FAILED"],
+            Duration::from_secs(180),
+        )
+        .unwrap();
+    assert_eq!(
+        i,
+        0,
+        "the changed init was not stopped by dm-verity: {line}\n{}",
+        vm.output()
+    );
+    vm.wait_exit(Duration::from_secs(60)).unwrap();
+    let console = vm.output();
+    assert!(console.contains("verity"), "{console}");
+    assert!(
+        !console.contains("/auth") && !bench.broker_log().contains("/auth"),
+        "the broker was asked"
+    );
+    assert!(
+        !console.contains("WORKLOAD:"),
+        "the workload ran: {console}"
+    );
+    assert_eq!(
+        file_digest(&data).unwrap(),
+        blank,
+        "the data disk was written"
+    );
+
+    // The config's root hash is not the disk's.
+    bench.root_image = good_root;
+    let mut verity = bench.verity.clone().unwrap();
+    verity.root_hash = format!("{:064x}", 0xdead_beef_u64);
+    bench.verity = Some(verity);
+    bench.rebuild_initramfs().unwrap();
+    let line = agent::failed_boot(&bench, &[&data], "wrong-root-hash.log").unwrap();
+    assert!(line.contains("BOOT FAILED"), "{line}");
+    assert!(line.contains("verifying the root /dev/vda"), "{line}");
+    assert!(line.contains("not to the root hash"), "{line}");
+    assert!(
+        !bench.broker_log().contains("/auth"),
+        "the broker was asked"
+    );
+    assert_eq!(
+        file_digest(&data).unwrap(),
+        blank,
+        "the data disk was written"
+    );
+}
+
+/// The kernel turns `a=b` words on the command line into PID 1's
+/// environment. cvm-init drops them before anything else: the broker
+/// client ignores the proxy (the boot reaches the broker directly) and
+/// mkfs and the workload's init inherit only PATH, HOME and TERM.
+#[test]
+fn vm_pid1_drops_the_environment_the_host_put_on_the_command_line() {
+    let Some((_g, _dir, bench)) = bench() else {
+        return;
+    };
+    let data = bench.blank_disk("data.img", 64).unwrap();
+    let boot = agent::good_boot_with(
+        &bench,
+        &data,
+        "HTTPS_PROXY=http://10.0.2.2:1 LD_PRELOAD=/nonexistent.so",
+        "env.log",
+    )
+    .unwrap();
+    assert!(boot.volume.contains("Provisioned"), "{}", boot.volume);
+    let console = std::fs::read_to_string(bench.dir.join("env.log")).unwrap();
+    let dropped = console
+        .lines()
+        .find(|l| l.contains("environment variable(s) set on the kernel command line"))
+        .unwrap_or_else(|| panic!("no line about the dropped environment:\n{console}"));
+    assert!(
+        dropped.contains("HTTPS_PROXY") && dropped.contains("LD_PRELOAD"),
+        "{dropped}"
+    );
+    let env = console
+        .lines()
+        .find(|l| l.contains("WORKLOAD: env "))
+        .unwrap_or_else(|| panic!("the workload printed no environment:\n{console}"));
+    assert!(
+        !env.contains("HTTPS_PROXY") && !env.contains("LD_PRELOAD"),
+        "{env}"
+    );
+    assert!(env.contains("PATH"), "{env}");
+    // mkfs ran (the volume was provisioned) with the same environment as
+    // the workload: ld.so complains only once, for PID 1 itself, which
+    // the kernel started with the host's LD_PRELOAD.
+    assert!(
+        console.matches("cannot be preloaded").count() <= 1,
+        "{console}"
+    );
+}
