@@ -115,6 +115,8 @@ fn the_script_list_finds_the_known_scripts() {
         "initramfs/dracut/90cvm-init/module-setup.sh",
         "initramfs/initramfs-tools/hooks/cvm-init",
         "initramfs/initramfs-tools/scripts/local-bottom/cvm-init",
+        "initramfs/dracut/90cvm-init/cvm-init-emergency.sh",
+        "initramfs/initramfs-tools/cvm-init-functions",
         "image-build/packer/provision.sh",
         "image-build/mkosi/mkosi.postinst",
     ] {
@@ -322,4 +324,59 @@ fn initramfs_tools_hook_does_nothing_unconfigured() {
         fs::read_dir(dest.path()).expect("read").next().is_none(),
         "the hook wrote into DESTDIR without a config"
     );
+}
+
+/// The dracut module's hardening: every stock initrd unit that would go to
+/// an emergency target gets the drop-in that powers off instead, and
+/// switch-root needs cvm-init; all of it verifies against this machine's
+/// systemd units.
+#[test]
+fn initrd_hardening_drop_ins_verify_on_the_stock_units() {
+    if !have("systemd-analyze", "systemd") {
+        return;
+    }
+    let dir = unit_dir(&[]);
+    let d = dir.path();
+    let initrd = repo().join("systemd/initrd");
+    fs::copy(
+        initrd.join("cvm-init-poweroff.service"),
+        d.join("cvm-init-poweroff.service"),
+    )
+    .expect("copy cvm-init-poweroff.service");
+    let onfailure = [
+        "initrd.target",
+        "initrd-fs.target",
+        "initrd-root-fs.target",
+        "initrd-root-device.target",
+        "initrd-usr-fs.target",
+        "local-fs.target",
+        "initrd-parse-etc.service",
+        "initrd-cleanup.service",
+        "systemd-fsck-root.service",
+        "sysinit.target",
+        "basic.target",
+    ];
+    let own = [
+        (
+            "initrd-switch-root.target",
+            "initrd-switch-root-target.conf",
+        ),
+        (
+            "initrd-switch-root.service",
+            "initrd-switch-root-service.conf",
+        ),
+    ];
+    let mut units: Vec<String> = vec!["cvm-init-poweroff.service".into(), UNITS[0].into()];
+    for (u, conf) in onfailure
+        .iter()
+        .map(|u| (*u, "initrd-onfailure.conf"))
+        .chain(own)
+    {
+        fs::copy(Path::new("/usr/lib/systemd/system").join(u), d.join(u)).expect("stock unit");
+        fs::create_dir_all(d.join(format!("{u}.d"))).expect("drop-in directory");
+        fs::copy(initrd.join(conf), d.join(format!("{u}.d/cvm-init.conf"))).expect("drop-in");
+        units.push(u.into());
+    }
+    let units: Vec<&str> = units.iter().map(String::as_str).collect();
+    verify(d, &units);
 }

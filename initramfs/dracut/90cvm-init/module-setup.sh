@@ -106,4 +106,58 @@ install() {
     fi
     # [Install] RequiredBy=initrd-fs.target
     "${SYSTEMCTL:-systemctl}" -q --root "$initdir" enable cvm-init.service
+
+    cvm_init_harden
+}
+
+# Units that open a shell on the console (which the host owns) or let the
+# host bring in code: masked in the initrd, so that rd.systemd.unit=,
+# rd.systemd.wants=, rd.systemd.debug_shell, rd.break, rd.shell and resume=
+# reach nothing. A mask in /etc/systemd/system wins over the units dracut
+# installs in $systemdsystemunitdir, including those of modules installed
+# after this one (98dracut-systemd's emergency.service, rescue.service and
+# dracut-emergency.service).
+cvm_init_masked_units="emergency.service emergency.target rescue.service \
+rescue.target debug-shell.service dracut-emergency.service \
+getty@.service serial-getty@.service console-getty.service \
+container-getty@.service autovt@.service systemd-hibernate-resume@.service"
+
+# Units that systemd 252 and dracut 059 ship with OnFailure=emergency.target
+# (grep OnFailure= /usr/lib/systemd/system /usr/lib/dracut/modules.d), plus
+# sysinit.target and basic.target: on failure they power off instead.
+# initrd-switch-root.target and .service have drop-ins of their own.
+cvm_init_onfailure_units="initrd.target initrd-fs.target initrd-root-fs.target \
+initrd-root-device.target initrd-usr-fs.target local-fs.target \
+initrd-parse-etc.service initrd-cleanup.service systemd-fsck-root.service \
+sysinit.target basic.target"
+
+# No back doors in the initrd (docs/initrd-hardening.md). The drop-ins go to
+# /etc/systemd/system, which takes precedence over $systemdsystemunitdir.
+cvm_init_harden() {
+    local u etc="/etc/systemd/system"
+    mkdir -p "$initdir$etc"
+    for u in $cvm_init_masked_units; do
+        ln -sfn /dev/null "$initdir$etc/$u"
+    done
+
+    inst_simple "$cvm_init_share/cvm-init-poweroff.service" \
+        "$systemdsystemunitdir/cvm-init-poweroff.service"
+    for u in $cvm_init_onfailure_units; do
+        inst_simple "$cvm_init_share/initrd-onfailure.conf" \
+            "$etc/$u.d/cvm-init.conf"
+    done
+    # Switch root only after cvm-init succeeded, and never to init= from
+    # the command line.
+    inst_simple "$cvm_init_share/initrd-switch-root-target.conf" \
+        "$etc/initrd-switch-root.target.d/cvm-init.conf"
+    inst_simple "$cvm_init_share/initrd-switch-root-service.conf" \
+        "$etc/initrd-switch-root.service.d/cvm-init.conf"
+    # No freeze when no default target can be queued at all.
+    inst_simple "$cvm_init_share/initrd-system.conf" \
+        /etc/systemd/system.conf.d/99-cvm-init.conf
+
+    # dracut's shell paths (boot and the shutdown initramfs) run these
+    # hooks first: power off there.
+    inst_hook emergency 00 "$moddir/cvm-init-emergency.sh"
+    inst_hook shutdown-emergency 00 "$moddir/cvm-init-emergency.sh"
 }

@@ -295,6 +295,79 @@ fn boot_twice(generator: Generator, expected_in_initrd: &[&str], dracut_modules:
         second.handoff_ms,
         second.volume_ms
     );
+    hostile_command_lines(&bench, &data, generator);
+}
+
+/// What a console shows when a shell is offered: systemd's emergency and
+/// rescue modes, dracut's shell, initramfs-tools' `(initramfs)` prompt,
+/// busybox ash and bash prompts.
+const SHELL_MARKERS: &[&str] = &[
+    "emergency mode",
+    "rescue mode",
+    "maintenance",
+    "Dropping to debug shell",
+    "dracut:/#",
+    "(initramfs)",
+    "built-in shell",
+    "can't access tty",
+    "job control",
+    "sh-5",
+    "Spawning shell",
+    "debug shell",
+];
+
+/// The host adds words to the kernel command line that open a shell or
+/// skip cvm-init: no shell appears on the console, the broker is not even
+/// asked to attest, the VM powers off by itself and the disk is unchanged.
+fn hostile_command_lines(bench: &AgentBench, data: &Path, generator: Generator) {
+    let words: &[&str] = match generator {
+        Generator::Dracut => &[
+            "rd.systemd.unit=emergency.target",
+            "rd.systemd.mask=cvm-init.service",
+            "rd.break",
+        ],
+        Generator::InitramfsTools => &["break=init", "init=/bin/sh"],
+    };
+    for word in words {
+        let before = agent::file_digest(data).unwrap();
+        let auths = bench.broker_log().matches("/auth").count();
+        let log = format!("hostile-{}.log", word.replace(['=', '/', '.'], "_"));
+        let (mut vm, _) = bench.boot_with(&[data], word, 1024, &log).unwrap();
+        let exited = vm.wait_exit(std::time::Duration::from_secs(300));
+        let console = vm.output();
+        assert!(
+            exited.is_ok(),
+            "{generator:?} with {word}: the VM did not power off\n{console}"
+        );
+        for marker in SHELL_MARKERS {
+            assert!(
+                !console.contains(marker),
+                "{generator:?} with {word}: the console offers a shell ({marker:?})\n{console}"
+            );
+        }
+        assert!(
+            !console.contains("WORKLOAD: started"),
+            "{generator:?} with {word}: the workload ran\n{console}"
+        );
+        assert_eq!(
+            bench.broker_log().matches("/auth").count(),
+            auths,
+            "{generator:?} with {word}: the broker was contacted\n{console}"
+        );
+        assert_eq!(
+            agent::file_digest(data).unwrap(),
+            before,
+            "{generator:?} with {word}: the disk was written"
+        );
+        let refused = console
+            .lines()
+            .find(|l| l.contains("The host wrote it"))
+            .unwrap_or("(cvm-init did not run)");
+        eprintln!(
+            "{generator:?} with {word}: powered off after {:.1?}; {refused}",
+            vm.elapsed()
+        );
+    }
 }
 
 #[test]
@@ -312,6 +385,10 @@ fn vm_dracut_initrd_provisions_then_unlocks() {
             "usr/sbin/mkfs.ext4",
             "95-dm-notify.rules",
             "dm-crypt.ko",
+            "initrd-switch-root.service.d/cvm-init.conf",
+            "cvm-init-poweroff.service",
+            "etc/systemd/system/emergency.target",
+            "shutdown-emergency/00-cvm-init-emergency.sh",
         ],
         &["cvm-init", "systemd", "network", "systemd-networkd", "dm"],
     );
