@@ -13,6 +13,13 @@
 # the initramfs: volume mountpoints must be below /root there (see
 # docs/config.example.toml). Not built in this repository's CI (no Packer,
 # no KVM): written against the QEMU plugin's documented options.
+#
+# The root: a stock cloud image's root is a plain, host-writable disk, and
+# cvm-init refuses to fetch keys from it (README, "No host code next to the
+# keys"). Make the root dm-verity (`veritysetup format` in a later build
+# step, roothash= in a measured UKI command line), or, if the image protects
+# its root another way, say so in config.toml: [root] integrity = "image"
+# with a one-line reason.
 
 packer {
   required_plugins {
