@@ -115,17 +115,32 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The kernel's `next_arg()` (kernel/params.c, copied by dracut-util):
-/// words with their byte offset.
-fn kernel_words(cmdline: &[u8]) -> Vec<(usize, String)> {
+/// Splits `cmdline` into words with their byte offsets: `is_space` skips
+/// the gaps, `read` takes one word starting at a non-space byte and
+/// returns where it ends and its text as that parser sees it.
+fn split(
+    cmdline: &[u8],
+    is_space: fn(u8) -> bool,
+    read: impl Fn(&[u8], usize) -> (usize, Vec<u8>),
+) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < cmdline.len() {
-        if is_kernel_space(cmdline[pos]) {
+        if is_space(cmdline[pos]) {
             pos += 1;
             continue;
         }
-        let start = pos;
+        let (end, word) = read(cmdline, pos);
+        out.push((pos, text(&word)));
+        pos = end;
+    }
+    out
+}
+
+/// The kernel's `next_arg()` (kernel/params.c, copied by dracut-util):
+/// words with their byte offset.
+fn kernel_words(cmdline: &[u8]) -> Vec<(usize, String)> {
+    split(cmdline, is_kernel_space, |cmdline, start| {
         let mut body = start;
         let mut in_quote = false;
         let mut quoted = false;
@@ -164,42 +179,26 @@ fn kernel_words(cmdline: &[u8]) -> Vec<(usize, String)> {
         } else if quoted && ends_in_quote {
             param.pop();
         }
-        out.push((start, text(&param)));
-        pos = end;
-    }
-    out
+        (end, param)
+    })
 }
 
 /// initramfs-tools' `$(cat /proc/cmdline)`: whitespace splits, quotes are
 /// ordinary characters.
 fn plain_words(cmdline: &[u8]) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < cmdline.len() {
-        if is_kernel_space(cmdline[pos]) {
-            pos += 1;
-            continue;
-        }
-        let start = pos;
-        while pos < cmdline.len() && !is_kernel_space(cmdline[pos]) {
-            pos += 1;
-        }
-        out.push((start, text(&cmdline[start..pos])));
-    }
-    out
+    split(cmdline, is_kernel_space, |cmdline, start| {
+        let end = cmdline[start..]
+            .iter()
+            .position(|&b| is_kernel_space(b))
+            .map_or(cmdline.len(), |n| start + n);
+        (end, cmdline[start..end].to_vec())
+    })
 }
 
 /// systemd's `extract_first_word(EXTRACT_UNQUOTE|EXTRACT_RELAX)`, with
 /// backslash either literal (`escapes == false`) or escaping the next byte.
 fn systemd_words(cmdline: &[u8], escapes: bool) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < cmdline.len() {
-        if is_systemd_space(cmdline[pos]) {
-            pos += 1;
-            continue;
-        }
-        let start = pos;
+    split(cmdline, is_systemd_space, |cmdline, mut pos| {
         let mut word = Vec::new();
         let mut quote: Option<u8> = None;
         while let Some(&b) = cmdline.get(pos) {
@@ -223,9 +222,8 @@ fn systemd_words(cmdline: &[u8], escapes: bool) -> Vec<(usize, String)> {
                 None => word.push(b),
             }
         }
-        out.push((start, text(&word)));
-    }
-    out
+        (pos, word)
+    })
 }
 
 /// Splits a command line into words the way the kernel does (double quotes
