@@ -78,6 +78,7 @@ fn volume(
         mountpoint: PathBuf::from("/sysroot/data"),
         mount_options: vec![],
         integrity,
+        discard: false,
     }
 }
 
@@ -147,7 +148,14 @@ fn first_boot_format_writes_exactly_our_header() {
     assert!(copy.path().starts_with(&env.run_dir));
     assert_eq!(copy.subsystem(), "cvm-init");
     let json = copy.json().clone();
-    validate_header(&json, &Expected { integrity: false }).unwrap();
+    validate_header(
+        &json,
+        &Expected {
+            integrity: false,
+            discard: false,
+        },
+    )
+    .unwrap();
     assert_eq!(json["segments"]["0"]["encryption"], "aes-xts-plain64");
     assert_eq!(json["segments"]["0"]["sector_size"], 4096);
     assert_eq!(json["keyslots"]["0"]["kdf"]["type"], "pbkdf2");

@@ -423,6 +423,11 @@ pub struct VolumeConfig {
     /// dm-integrity with hmac-sha256 under the encryption.
     #[serde(default)]
     pub integrity: bool,
+    /// Pass discards (TRIM) through dm-crypt. Off by default: the host then
+    /// learns which blocks are in use. A header with `allow-discards` is
+    /// refused unless this is set.
+    #[serde(default)]
+    pub discard: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

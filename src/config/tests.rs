@@ -353,3 +353,41 @@ fn root_integrity_image_needs_a_one_line_reason_and_no_pid1() {
     let c = Config::from_toml(MINIMAL).unwrap();
     assert!(c.plan().to_string().contains("must be a dm-verity device"));
 }
+
+const VOLUME: &str = r#"
+[[volume]]
+name = "data"
+device = "/dev/vdb"
+key = "default/disk/data"
+mountpoint = "/sysroot/data"
+"#;
+
+#[test]
+fn a_mountpoint_must_be_plain_names() {
+    for bad in ["/sysroot/srv/../etc", "/sysroot/./data", "data", "/"] {
+        let e = err_of(&format!(
+            "{MINIMAL}{}",
+            VOLUME.replace("/sysroot/data", bad)
+        ));
+        assert!(e.contains("volume[0].mountpoint"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn two_volumes_sharing_a_raw_key_are_refused() {
+    let second = VOLUME
+        .replace("\"data\"", "\"logs\"")
+        .replace("/sysroot/data", "/sysroot/logs");
+    let e = err_of(&format!("{MINIMAL}{VOLUME}{second}"));
+    assert!(e.contains("volume[1].key"), "{e}");
+    assert!(e.contains("\"data\""), "{e}");
+    // HKDF binds each key to its volume's name: a shared resource is fine.
+    let hkdf = |v: &str| v.replace("mountpoint", "key_derivation = \"hkdf\"\nmountpoint");
+    Config::from_toml(&format!("{MINIMAL}{}{}", hkdf(VOLUME), hkdf(&second))).unwrap();
+}
+
+#[test]
+fn discard_is_off_unless_asked_for() {
+    let c = Config::from_toml(&format!("{MINIMAL}{VOLUME}")).unwrap();
+    assert!(!c.volumes[0].discard);
+}

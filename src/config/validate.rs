@@ -40,12 +40,36 @@ impl Config {
                     "use /dev/..., UUID=..., PARTUUID=... or PARTLABEL=...",
                 ));
             }
-            if !v.mountpoint.is_absolute() {
+            // As written: Path::components() would hide a "." component.
+            let plain = v.mountpoint.to_str().is_some_and(|m| {
+                m.split('/')
+                    .skip(1)
+                    .all(|c| !c.is_empty() && c != "." && c != "..")
+            });
+            if !v.mountpoint.is_absolute() || !plain || v.mountpoint == Path::new("/") {
                 return Err(invalid(
                     field("mountpoint"),
-                    format!("{} is not absolute", v.mountpoint.display()),
-                    "use an absolute path such as /sysroot/data",
+                    format!(
+                        "{} is not an absolute path of plain names",
+                        v.mountpoint.display()
+                    ),
+                    "use an absolute path without . or .. components, such as /sysroot/data",
                 ));
+            }
+            if v.key_derivation == KeyDerivation::Raw {
+                if let Some(other) = self.volumes[..i]
+                    .iter()
+                    .find(|o| o.key == v.key && o.key_derivation == KeyDerivation::Raw)
+                {
+                    return Err(invalid(
+                        field("key"),
+                        format!(
+                            "{} is also the raw key of volume {:?}: each would open the other's disk",
+                            v.key, other.name
+                        ),
+                        "give each volume its own resource, or use key_derivation = \"hkdf\", which binds the key to the volume",
+                    ));
+                }
             }
         }
         for (i, s) in self.secrets.iter().enumerate() {

@@ -77,6 +77,9 @@ pub fn write_secret(path: &Path, secret: &Secret, target: Target) -> Result<(), 
         .mode(0o700)
         .create(&dir)
         .map_err(io("creating its directory"))?;
+    if let Some((_, gid)) = target.owner.filter(|(uid, _)| *uid != 0) {
+        open_for_owner(&dir, gid).map_err(io("letting its owner reach it"))?;
+    }
 
     let name = path
         .file_name()
@@ -108,6 +111,25 @@ pub fn write_secret(path: &Path, secret: &Secret, target: Target) -> Result<(), 
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A secret owned by a non-root user must be reachable by that user: its
+/// directory becomes `root:<gid>` 0750, and the private 0700 root-owned
+/// directories above it (ours, e.g. `/run/cvm-init`) become 0711, which
+/// lets others pass through but not list them. Files keep their own modes.
+fn open_for_owner(dir: &Path, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    std::os::unix::fs::chown(dir, Some(0), Some(gid))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
+    for ancestor in dir.ancestors().skip(1) {
+        let meta = std::fs::metadata(ancestor)?;
+        if meta.uid() != 0 || meta.mode() & 0o7777 != 0o700 {
+            break;
+        }
+        std::fs::set_permissions(ancestor, std::fs::Permissions::from_mode(0o711))?;
+    }
+    Ok(())
 }
 
 /// Checks, before any work is done, that `path` may receive a secret.
@@ -181,6 +203,34 @@ mod tests {
         assert_eq!(dmode, 0o700);
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temporary file left behind");
+    }
+
+    #[test]
+    fn a_secret_for_another_user_is_reachable_by_its_group_only() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIPPED: needs root (chown)");
+            return;
+        }
+        let dir = shm_dir();
+        let path = dir.path().join("cvm-init/app/token");
+        let target = Target {
+            mode: 0o640,
+            owner: Some((1000, 1000)),
+            ..Target::default()
+        };
+        write_secret(&path, &Secret::new(b"t".to_vec()), target).unwrap();
+        let meta = |p: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(p).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777)
+        };
+        assert_eq!(meta(&path), (1000, 1000, 0o640));
+        assert_eq!(meta(path.parent().unwrap()), (0, 1000, 0o750));
+        assert_eq!(meta(&dir.path().join("cvm-init")), (0, 0, 0o711));
+        // A root-owned secret next to it keeps its private directory.
+        let key = dir.path().join("cvm-init/tls/key.pem");
+        write_secret(&key, &Secret::new(b"k".to_vec()), Target::default()).unwrap();
+        assert_eq!(meta(key.parent().unwrap()), (0, 0, 0o700));
     }
 
     #[test]

@@ -46,11 +46,11 @@ pub mod params {
     pub const TOKEN_TYPE: &str = "cvm-init";
     pub const SUBSYSTEM: &str = "cvm-init";
     pub const TOKEN_VERSION: u64 = 1;
-    /// Persistent activation flags we set; `allow-discards` is tolerated too
-    /// (an operator may have enabled it deliberately; it leaks only which
-    /// blocks are in use).
-    pub const ALLOWED_FLAGS: &[&str] =
-        &["no-read-workqueue", "no-write-workqueue", "allow-discards"];
+    /// Persistent activation flags we set. `allow-discards` is accepted only
+    /// when the volume's config says `discard = true`: in a header the host
+    /// wrote, it would tell the host which blocks are in use.
+    pub const ALLOWED_FLAGS: &[&str] = &["no-read-workqueue", "no-write-workqueue"];
+    pub const DISCARD_FLAG: &str = "allow-discards";
 }
 
 use params::*;
@@ -61,9 +61,20 @@ pub struct Expected {
     /// `vol.integrity`: the segment must carry `hmac(sha256)` integrity, and
     /// must not carry any when this is false.
     pub integrity: bool,
+    /// `vol.discard`: the header may (and, when we format it, does) carry
+    /// the persistent flag `allow-discards`.
+    pub discard: bool,
 }
 
 impl Expected {
+    /// What the config says about `vol`'s header.
+    pub fn for_volume(vol: &crate::config::VolumeConfig) -> Self {
+        Self {
+            integrity: vol.integrity,
+            discard: vol.discard,
+        }
+    }
+
     /// Size of the key stored in the keyslot (volume key + integrity key).
     pub fn keyslot_key_bytes(&self) -> u64 {
         let extra = if self.integrity {
@@ -148,7 +159,7 @@ pub enum HeaderError {
         "header has LUKS2 requirements {found} (e.g. online reencryption); cvm-init never sets any"
     )]
     Requirements { found: String },
-    #[error("header has persistent flag {found:?}; allowed: {ALLOWED_FLAGS:?}")]
+    #[error("header has persistent flag {found:?}; allowed: {ALLOWED_FLAGS:?} (and {DISCARD_FLAG:?} only with discard = true in the volume's config)")]
     UnknownFlag { found: String },
     #[error("keyslot {id} holds a {found}-byte key, expected {expected} (AES-256-XTS{integrity})", integrity = if *expected > VOLUME_KEY_BYTES as u64 { " + HMAC-SHA256" } else { "" })]
     VolumeKeySize {
@@ -271,7 +282,7 @@ pub fn validate_header(json: &Value, expect: &Expected) -> Result<(), HeaderErro
     // The data segment first: a wrong cipher or missing integrity is the
     // attack that matters most, and its message should be the one shown.
     let config = object(field(top, "metadata", "config")?, "config")?;
-    check_config(config)?;
+    check_config(config, expect)?;
     check_segment(seg_id, seg, expect, config)?;
     check_keyslot(slot_id, slot, expect)?;
     check_digest(dig_id, digest, slot_id, seg_id)?;
@@ -343,7 +354,7 @@ fn check_keyslot(id: &str, slot: &Value, expect: &Expected) -> Result<(), Header
     Ok(())
 }
 
-fn check_config(config: &Map<String, Value>) -> Result<(), HeaderError> {
+fn check_config(config: &Map<String, Value>, expect: &Expected) -> Result<(), HeaderError> {
     only_fields(
         config,
         "config",
@@ -372,6 +383,7 @@ fn check_config(config: &Map<String, Value>) -> Result<(), HeaderError> {
         for f in flags {
             match f.as_str() {
                 Some(s) if ALLOWED_FLAGS.contains(&s) => {}
+                Some(DISCARD_FLAG) if expect.discard => {}
                 _ => {
                     return Err(HeaderError::UnknownFlag {
                         found: f.as_str().map_or_else(|| f.to_string(), str::to_owned),

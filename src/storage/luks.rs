@@ -76,8 +76,13 @@ fn keyslot_pbkdf() -> CryptPbkdfType {
 
 /// Persistent activation flags: dm-crypt skips its workqueues, which only
 /// add latency on virtual disks.
-fn persistent_flags() -> CryptActivate {
-    CryptActivate::NO_READ_WORKQUEUE | CryptActivate::NO_WRITE_WORKQUEUE
+fn persistent_flags(expect: Expected) -> CryptActivate {
+    let flags = CryptActivate::NO_READ_WORKQUEUE | CryptActivate::NO_WRITE_WORKQUEUE;
+    if expect.discard {
+        flags | CryptActivate::ALLOW_DISCARDS
+    } else {
+        flags
+    }
 }
 
 fn crypt_err(
@@ -107,7 +112,7 @@ fn crypt_err(
 pub(crate) fn format_header(
     volume: &str,
     device: &Path,
-    integrity: bool,
+    expect: Expected,
     key_for_uuid: impl FnOnce(&str) -> Result<Secret, StorageError>,
 ) -> Result<String, StorageError> {
     let uuid = uuid::Uuid::new_v4();
@@ -120,7 +125,7 @@ pub(crate) fn format_header(
         .map_err(crypt_err(volume, device, "set the keyslot KDF"))?;
     let params = CryptParamsLuks2 {
         pbkdf: Some(keyslot_pbkdf()),
-        integrity: integrity.then(|| INTEGRITY.to_owned()),
+        integrity: expect.integrity.then(|| INTEGRITY.to_owned()),
         integrity_params: None,
         data_alignment: 0,
         data_device: None,
@@ -132,7 +137,7 @@ pub(crate) fn format_header(
         (&params)
             .try_into()
             .map_err(crypt_err(volume, device, "prepare LUKS2 parameters"))?;
-    let key_bytes = Expected { integrity }.keyslot_key_bytes() as usize;
+    let key_bytes = expect.keyslot_key_bytes() as usize;
     let formatted = cd.context_handle().format(
         EncryptionFormat::Luks2,
         (CIPHER_NAME, CIPHER_MODE),
@@ -154,7 +159,7 @@ pub(crate) fn format_header(
         .add_by_key(None, None, key.expose(), CryptVolumeKey::empty())
         .map_err(crypt_err(volume, device, "add the keyslot"))?;
     cd.luks2_flag_handle::<CryptActivate>()
-        .persistent_flags_set(persistent_flags())
+        .persistent_flags_set(persistent_flags(expect))
         .map_err(crypt_err(volume, device, "set persistent flags"))?;
     log::info!(
         "volume {volume}: formatted {} as LUKS2 {uuid_text} (state provisioning)",

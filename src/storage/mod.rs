@@ -174,9 +174,7 @@ pub fn assess(
                 Some(TokenState::Ready) => {
                     validate_header(
                         copy.json(),
-                        &Expected {
-                            integrity: vol.integrity,
-                        },
+                        &Expected::for_volume(vol),
                     )
                     .map_err(header_err)?;
                     Ok(Disposition::Unlock(Box::new(copy)))
@@ -203,7 +201,7 @@ pub fn format_volume(
             device.display()
         );
     }
-    let uuid = luks::format_header(&vol.name, &device, vol.integrity, |uuid| {
+    let uuid = luks::format_header(&vol.name, &device, Expected::for_volume(vol), |uuid| {
         derive_key(vol.key_derivation, key_material, &vol.name, uuid)
     })?;
     let copy = open_header_copy(&vol.name, &device, &env.run_dir)?;
@@ -222,16 +220,12 @@ pub fn format_volume(
             "the header read back is not the one just written".to_owned(),
         ));
     }
-    validate_header(
-        copy.json(),
-        &Expected {
-            integrity: vol.integrity,
-        },
-    )
-    .map_err(|source| StorageError::Header {
-        volume: vol.name.clone(),
-        device: device.clone(),
-        source,
+    validate_header(copy.json(), &Expected::for_volume(vol)).map_err(|source| {
+        StorageError::Header {
+            volume: vol.name.clone(),
+            device: device.clone(),
+            source,
+        }
     })?;
     Ok(copy)
 }

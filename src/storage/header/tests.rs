@@ -36,8 +36,14 @@ fn ours(integrity: bool) -> Value {
     v
 }
 
-const PLAIN: Expected = Expected { integrity: false };
-const INTEG: Expected = Expected { integrity: true };
+const PLAIN: Expected = Expected {
+    integrity: false,
+    discard: false,
+};
+const INTEG: Expected = Expected {
+    integrity: true,
+    discard: false,
+};
 
 fn refuse(v: &Value, e: &Expected) -> HeaderError {
     let err = validate_header(v, e).unwrap_err();
@@ -241,9 +247,21 @@ fn refuses_requirements_and_unknown_flags() {
             found: "no-journal".into()
         }
     );
+    // allow-discards forged into a header tells the host the free-block
+    // map: accepted only when the config asks for discards.
     let mut v = ours(false);
-    v["config"]["flags"] = json!(["allow-discards"]);
-    validate_header(&v, &PLAIN).unwrap();
+    v["config"]["flags"] = json!(["no-read-workqueue", "allow-discards"]);
+    assert_eq!(
+        refuse(&v, &PLAIN),
+        HeaderError::UnknownFlag {
+            found: "allow-discards".into()
+        }
+    );
+    let discard = Expected {
+        discard: true,
+        ..PLAIN
+    };
+    validate_header(&v, &discard).unwrap();
 }
 
 #[test]
