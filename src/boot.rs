@@ -124,8 +124,10 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     for vol in &config.volumes {
         let t = Instant::now();
         let wrap = |e| BootError::Storage(Box::new(e));
-        let prepared = storage::prepare_volume(vol, get(&vol.key)?, &env.storage).map_err(wrap)?;
+        let keys = storage::VolumeKeys::new(vol, get(&vol.key)?, config.instance_id.as_deref());
+        let prepared = storage::prepare_volume(vol, &keys, &env.storage).map_err(wrap)?;
         storage::mount_volume(&prepared, vol).map_err(wrap)?;
+        storage::record_volume(&prepared, vol, &env.storage).map_err(wrap)?;
         log::info!(
             "volume {}: {:?} {} -> {} at {} in {} ms",
             vol.name,

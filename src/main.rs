@@ -45,6 +45,19 @@ enum Command {
         #[arg(long)]
         allow_persistent_output: bool,
     },
+    /// Say what a boot would do with a disk (blank, provisioned, interrupted
+    /// first boot, refused and why), without a key and without writing it.
+    ///
+    /// Exit status 0 when it could tell, non-zero when the device cannot be
+    /// read. With --volume, the disk is checked against that volume of the
+    /// config given with --config.
+    InspectVolume {
+        /// The block device or image file.
+        device: PathBuf,
+        /// A volume name of the config to check the header against.
+        #[arg(long)]
+        volume: Option<String>,
+    },
     /// Decode, verify or collect attestation evidence (SNP reports, TDX quotes).
     ///
     /// These commands do not read the config.
@@ -118,6 +131,10 @@ fn main() -> ExitCode {
             ref output,
             allow_persistent_output,
         } => cli::fetch(&common, resource, output, allow_persistent_output),
+        Command::InspectVolume {
+            ref device,
+            ref volume,
+        } => cli::inspect_volume(&common, device, volume.as_deref()),
         Command::Evidence {
             command:
                 EvidenceCommand::Decode {

@@ -5,10 +5,11 @@
 #   - the delivered TLS key and certificate at
 #     /run/cvm-init/tls/{key,cert}.pem (a tmpfs moved from the initramfs);
 #   - eth0 configured.
-# It reads /data/hello.txt back if it exists, else writes it (and syncs);
+# It prints what cvm-init did with the volume (/run/cvm-init/volumes/data.json),
+# reads /data/hello.txt back if it exists, else writes it (and syncs);
 # then serves HTTPS on port 8443 with that key (openssl s_server -www) and
 # stays up. Console markers: "WORKLOAD: started", "WORKLOAD: env <names>",
-# "WORKLOAD: read <text>"
+# "WORKLOAD: volume <action>", "WORKLOAD: read <text>"
 # or "WORKLOAD: wrote <text>", "WORKLOAD: serving https on 8443", and
 # "WORKLOAD: FAIL <why>" (then it powers off).
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin
@@ -31,6 +32,12 @@ echo "WORKLOAD: started"
 echo "WORKLOAD: env $(env | cut -d= -f1 | sort | tr '\n' ' ')"
 
 grep -q ' /data ' /proc/mounts || fail "the data volume is not mounted at /data"
+status=/run/cvm-init/volumes/data.json
+if [ -f "$status" ]; then
+    echo "WORKLOAD: volume $(sed -n 's/.*"action": *"\([a-z]*\)".*/\1/p' "$status")"
+else
+    echo "WORKLOAD: volume none"
+fi
 if [ -f /data/hello.txt ]; then
     echo "WORKLOAD: read $(cat /data/hello.txt)"
 else

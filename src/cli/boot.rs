@@ -15,6 +15,18 @@ use super::{load, Common};
 
 /// Private tmpfs directory for header copies.
 const LUKS_RUN_DIR: &str = "/run/cvm-init/luks";
+const VOLUME_STATUS_DIR: &str = "/run/cvm-init/volumes";
+
+/// The real devices and run directories.
+pub fn storage_env(device_wait: Duration) -> StorageEnv {
+    StorageEnv {
+        dev: "/dev".into(),
+        sys: "/sys".into(),
+        run_dir: LUKS_RUN_DIR.into(),
+        status_dir: VOLUME_STATUS_DIR.into(),
+        device_wait,
+    }
+}
 
 fn env(config: &Config, allow_simulated: bool, cmdline: &Path) -> BootEnv {
     let wait = config.boot.as_ref().map_or(30, |b| b.device_wait_secs);
@@ -29,12 +41,7 @@ fn env(config: &Config, allow_simulated: bool, cmdline: &Path) -> BootEnv {
     });
     BootEnv {
         attest: Paths::default(),
-        storage: StorageEnv {
-            dev: "/dev".into(),
-            sys: "/sys".into(),
-            run_dir: LUKS_RUN_DIR.into(),
-            device_wait: Duration::from_secs(wait),
-        },
+        storage: storage_env(Duration::from_secs(wait)),
         allow_simulated,
         cmdline: cmdline.to_owned(),
         check_root,

@@ -5,6 +5,7 @@ pub mod boot;
 pub mod evidence;
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cvm_init::attest::{self, Paths};
@@ -41,6 +42,34 @@ pub fn check_config(config_path: &Path, cmdline: &Path) -> Result<()> {
     let config = load(config_path, cmdline)?;
     println!("config {} is valid", config_path.display());
     println!("{}", config.plan());
+    Ok(())
+}
+
+/// `inspect-volume`: the report on stdout; reads the config only for
+/// `--volume`.
+pub fn inspect_volume(common: &Common<'_>, device: &Path, volume: Option<&str>) -> Result<()> {
+    let config = volume
+        .map(|_| load(common.config, common.cmdline))
+        .transpose()?;
+    let vol = match (volume, &config) {
+        (Some(name), Some(config)) => Some(
+            config
+                .volumes
+                .iter()
+                .find(|v| v.name == name)
+                .with_context(|| {
+                    format!(
+                        "{} has no volume {name:?} (volumes: {:?})",
+                        common.config.display(),
+                        config.volumes.iter().map(|v| &v.name).collect::<Vec<_>>()
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    let env = boot::storage_env(Duration::from_secs(0));
+    let report = cvm_init::storage::inspect_volume(device, vol, &env)?;
+    println!("{report}");
     Ok(())
 }
 

@@ -78,6 +78,12 @@ pub struct Config {
     /// and the booted-system unit check it; PID 1 verifies it itself).
     #[serde(default)]
     pub root: RootConfig,
+    /// A trusted identity of this VM instance, bound into every volume key
+    /// and state token: a disk provisioned by one instance does not open in
+    /// another with the same config. From the measured config, or from
+    /// init-data (bound by HOST_DATA/MRCONFIGID) when it is allowed there.
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
 /// What protects the workload's root filesystem, which the host can write.
@@ -217,6 +223,9 @@ pub enum InitDataAllow {
     /// `[[volume]]` entries with `format = true` (blank devices only).
     #[serde(rename = "volume.format")]
     VolumeFormat,
+    /// `instance_id`, when the measured config sets none.
+    #[serde(rename = "instance_id")]
+    InstanceId,
 }
 
 impl fmt::Display for InitDataAllow {
@@ -225,6 +234,7 @@ impl fmt::Display for InitDataAllow {
             InitDataAllow::Secret => "secret",
             InitDataAllow::Volume => "volume",
             InitDataAllow::VolumeFormat => "volume.format",
+            InitDataAllow::InstanceId => "instance_id",
         })
     }
 }
@@ -428,6 +438,10 @@ pub struct VolumeConfig {
     /// refused unless this is set.
     #[serde(default)]
     pub discard: bool,
+    /// Pin the LUKS UUID: first boot formats with it, and a header with any
+    /// other UUID is refused (the host swapped the disk).
+    #[serde(default)]
+    pub luks_uuid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

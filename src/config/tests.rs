@@ -391,3 +391,31 @@ fn discard_is_off_unless_asked_for() {
     let c = Config::from_toml(&format!("{MINIMAL}{VOLUME}")).unwrap();
     assert!(!c.volumes[0].discard);
 }
+
+#[test]
+fn luks_uuid_pins_must_be_uuids_and_distinct() {
+    let pin =
+        |v: &str, u: &str| v.replace("mountpoint", &format!("luks_uuid = \"{u}\"\nmountpoint"));
+    let u = "1b4e28ba-2fa1-4d2b-883f-0016d3cca427";
+    let c = Config::from_toml(&format!("{MINIMAL}{}", pin(VOLUME, u))).unwrap();
+    assert_eq!(c.volumes[0].luks_uuid.as_deref(), Some(u));
+    let e = err_of(&format!("{MINIMAL}{}", pin(VOLUME, "not-a-uuid")));
+    assert!(e.contains("volume[0].luks_uuid"), "{e}");
+    let second = VOLUME
+        .replace("\"data\"", "\"logs\"")
+        .replace("/sysroot/data", "/sysroot/logs")
+        .replace("default/disk/data", "default/disk/logs");
+    let e = err_of(&format!("{MINIMAL}{}{}", pin(VOLUME, u), pin(&second, u)));
+    assert!(
+        e.contains("volume[1].luks_uuid") && e.contains("\"data\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn instance_id_must_be_printable() {
+    let c = Config::from_toml(&format!("instance_id = \"vm-42\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.instance_id.as_deref(), Some("vm-42"));
+    let e = err_of(&format!("instance_id = \"\"\n{MINIMAL}"));
+    assert!(e.contains("instance_id"), "{e}");
+}

@@ -10,6 +10,15 @@ impl Config {
     /// Checks everything serde cannot: cross-field rules and security rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_broker()?;
+        if let Some(id) = &self.instance_id {
+            if id.is_empty() || id.len() > 256 || id.chars().any(|c| c.is_control()) {
+                return Err(invalid(
+                    "instance_id",
+                    format!("{id:?} is empty, longer than 256 bytes or holds control characters"),
+                    "use a short printable identity of this VM, or leave it out",
+                ));
+            }
+        }
         let mut names = BTreeSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             let field = |f: &str| format!("volume[{i}].{f}");
@@ -55,6 +64,26 @@ impl Config {
                     ),
                     "use an absolute path without . or .. components, such as /sysroot/data",
                 ));
+            }
+            if let Some(u) = &v.luks_uuid {
+                if uuid::Uuid::parse_str(u).is_err() || u.len() != 36 {
+                    return Err(invalid(
+                        field("luks_uuid"),
+                        format!("{u:?} is not a UUID"),
+                        "write it like 1b4e28ba-2fa1-4d2b-883f-0016d3cca427 (lsblk -o UUID or cryptsetup luksUUID shows it), or leave it out",
+                    ));
+                }
+                if let Some(other) = self.volumes[..i].iter().find(|o| {
+                    o.luks_uuid
+                        .as_deref()
+                        .is_some_and(|o| o.eq_ignore_ascii_case(u))
+                }) {
+                    return Err(invalid(
+                        field("luks_uuid"),
+                        format!("{u} is also pinned by volume {:?}", other.name),
+                        "every disk has its own UUID: pin a different one",
+                    ));
+                }
             }
             if v.key_derivation == KeyDerivation::Raw {
                 if let Some(other) = self.volumes[..i]

@@ -137,6 +137,10 @@ struct Document {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Additions {
+    /// The instance identity (see `Config::instance_id`), when the measured
+    /// config allows `instance_id` and sets none itself.
+    #[serde(default)]
+    instance_id: Option<String>,
     #[serde(default, rename = "volume")]
     volumes: Vec<VolumeConfig>,
     #[serde(default, rename = "secret")]
@@ -324,7 +328,7 @@ impl InitData {
         };
         let add: Additions = toml::from_str(part).map_err(|e| {
             refuse(format!(
-                "is not valid (only [[volume]] and [[secret]]): {e}"
+                "is not valid (only instance_id, [[volume]] and [[secret]]): {e}"
             ))
         })?;
         let may = |a: InitDataAllow| rules.allow.contains(&a);
@@ -365,6 +369,18 @@ impl InitData {
             }
         }
         let mut merged = config.clone();
+        if let Some(id) = &add.instance_id {
+            if !may(InitDataAllow::InstanceId) {
+                return Err(refuse("sets instance_id".to_owned()));
+            }
+            if config.instance_id.is_some() {
+                return Err(refuse(
+                    "sets instance_id, which the measured config already sets".to_owned(),
+                ));
+            }
+            log::info!("init-data: instance identity {id:?}");
+            merged.instance_id = Some(id.clone());
+        }
         log::info!(
             "init-data: {} adds {} volume(s) and {} secret(s)",
             self.path.display(),

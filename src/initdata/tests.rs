@@ -208,3 +208,24 @@ fn other_agents_entries_are_ignored_and_a_missing_optional_document_is_fine() {
     let e = load(Some(&cfg)).unwrap_err().to_string();
     assert!(e.contains("larger than"), "{e}");
 }
+
+#[test]
+fn instance_id_comes_from_init_data_only_when_allowed_and_unset() {
+    let part = "instance_id = \"vm-7\"\n";
+    let d = parse(doc("sha256", part)).expect("parse");
+    let e = d.apply(&measured()).unwrap_err().to_string();
+    assert!(e.contains("sets instance_id"), "{e}");
+    let allowing = Config::from_toml(&MEASURED.replace(
+        "allow = [\"secret\", \"volume\"]",
+        "allow = [\"secret\", \"volume\", \"instance_id\"]",
+    ))
+    .unwrap();
+    assert_eq!(
+        d.apply(&allowing).unwrap().instance_id.as_deref(),
+        Some("vm-7")
+    );
+    let mut pinned = allowing.clone();
+    pinned.instance_id = Some("vm-1".to_owned());
+    let e = d.apply(&pinned).unwrap_err().to_string();
+    assert!(e.contains("already sets"), "{e}");
+}

@@ -21,7 +21,7 @@ pub enum StorageError {
         device: PathBuf,
         problem: String,
     },
-    #[error("volume {volume}: device {} is not blank ({found}); cvm-init formats only blank devices and never overwrites data. If this disk really is meant to be wiped, wipe it deliberately: `wipefs -a {dev}` and zero its first and last MiB (`blkdiscard -z` or dd), then boot again", device.display(), dev = device.display())]
+    #[error("volume {volume}: device {} is not blank ({found}); cvm-init formats only blank devices and never overwrites data. If this disk really is meant to be wiped, wipe it deliberately: `wipefs -a {dev}` and zero it (`blkdiscard -z {dev}`, or dd over its first 16 MiB and its last MiB), then boot again", device.display(), dev = device.display())]
     NotBlank {
         volume: String,
         device: PathBuf,
@@ -34,6 +34,33 @@ pub enum StorageError {
         volume: String,
         device: PathBuf,
         why: String,
+    },
+    #[error("volume {volume}: the LUKS2 header on {} carries cvm-init's subsystem label, but its state token {why}. The host altered the header, or the disk belongs to another volume or VM; it is neither formatted nor unlocked, and no key was used. If this disk really is to be discarded, wipe it deliberately (`wipefs -a {dev}` and zero its first 16 MiB: `dd if=/dev/zero of={dev} bs=1M count=16`), then boot again", device.display(), dev = device.display())]
+    StateNotAuthentic {
+        volume: String,
+        device: PathBuf,
+        why: String,
+    },
+    #[error("volume {volume}: the LUKS2 header on {} has UUID {found}, but the config pins luks_uuid = {expected:?}; this is not the disk the config names (the host may have swapped it). Nothing was formatted and no key was used", device.display())]
+    UuidMismatch {
+        volume: String,
+        device: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("volume {volume}: the active mapping {} does not match what the config and the header say ({problem}); it was removed again. The host may have altered the dm-integrity superblock or the device; nothing was mounted", mapper.display())]
+    MappingMismatch {
+        volume: String,
+        mapper: PathBuf,
+        problem: String,
+    },
+    #[error("volume {volume}: cannot write {what} to {}: {source}", device.display())]
+    Write {
+        volume: String,
+        device: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
     },
     #[error("volume {volume}: device {} holds an interrupted cvm-init first boot (state \"provisioning\") but format = false, so it is not re-provisioned; set format = true to finish provisioning", device.display())]
     ResumeNotAllowed { volume: String, device: PathBuf },

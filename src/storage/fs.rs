@@ -111,6 +111,34 @@ pub(crate) fn mount_flags(options: &[String]) -> (MsFlags, String) {
     (flags, data.join(","))
 }
 
+/// Creates `mountpoint` one component at a time without following a
+/// symbolic link anywhere on the way: a host-supplied `/sysroot/srv/x`
+/// whose `srv` is a link to `/etc` is refused, not mounted over `/etc`.
+pub(crate) fn make_mountpoint(mountpoint: &Path) -> std::io::Result<()> {
+    let mut at = PathBuf::new();
+    for c in mountpoint.components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(md) if md.file_type().is_symlink() => {
+                return Err(std::io::Error::other(format!(
+                    "{} is a symbolic link; a mountpoint is never reached through one",
+                    at.display()
+                )))
+            }
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} exists and is not a directory",
+                    at.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&at)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn mount(
     volume: &str,
     fs: Filesystem,
@@ -118,7 +146,7 @@ pub(crate) fn mount(
     mountpoint: &Path,
     options: &[String],
 ) -> Result<(), StorageError> {
-    std::fs::create_dir_all(mountpoint).map_err(|source| StorageError::Mountpoint {
+    make_mountpoint(mountpoint).map_err(|source| StorageError::Mountpoint {
         volume: volume.to_owned(),
         mountpoint: mountpoint.to_owned(),
         source,
@@ -150,7 +178,23 @@ pub(crate) fn mount(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn mountpoints_are_never_reached_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        make_mountpoint(&root.join("srv/a/b")).unwrap();
+        assert!(root.join("srv/a/b").is_dir());
+        std::fs::create_dir(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink(root.join("etc"), root.join("srv/link")).unwrap();
+        let e = make_mountpoint(&root.join("srv/link/x")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(!root.join("etc/x").exists());
+        std::fs::write(root.join("srv/file"), b"").unwrap();
+        assert!(make_mountpoint(&root.join("srv/file/x")).is_err());
+    }
 
     #[test]
     fn mount_options_split_into_flags_and_data() {

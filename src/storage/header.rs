@@ -10,8 +10,6 @@
 //! from our private tmpfs copy of the header (see `luks::open_header_copy`),
 //! before any key is used.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 /// Every LUKS2 parameter we write and accept, in one place.
@@ -45,7 +43,13 @@ pub mod params {
     /// header as ours from its very first write (before the token exists).
     pub const TOKEN_TYPE: &str = "cvm-init";
     pub const SUBSYSTEM: &str = "cvm-init";
-    pub const TOKEN_VERSION: u64 = 1;
+    /// The one metadata layout we write (libcryptsetup's default): two
+    /// 16 KiB header copies (4 KiB binary header + 12 KiB JSON each), the
+    /// keyslot area up to 16 MiB, the data segment from 16 MiB on.
+    pub const HDR_SIZE: u64 = 16 << 10;
+    pub const JSON_SIZE: u64 = HDR_SIZE - 4096;
+    pub const DATA_OFFSET: u64 = 16 << 20;
+    pub const KEYSLOTS_SIZE: u64 = DATA_OFFSET - 2 * HDR_SIZE;
     /// Persistent activation flags we set. `allow-discards` is accepted only
     /// when the volume's config says `discard = true`: in a header the host
     /// wrote, it would tell the host which blocks are in use.
@@ -83,35 +87,6 @@ impl Expected {
             0
         };
         (VOLUME_KEY_BYTES + extra) as u64
-    }
-}
-
-/// The provisioning state recorded in our LUKS2 token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenState {
-    /// First boot began but did not finish (no complete filesystem yet, no
-    /// workload ever ran): provisioning restarts from scratch.
-    Provisioning,
-    /// Provisioned: unlock only, never format.
-    Ready,
-}
-
-impl TokenState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenState::Provisioning => "provisioning",
-            TokenState::Ready => "ready",
-        }
-    }
-
-    /// The token JSON we store for this state.
-    pub fn token_json(self) -> Value {
-        serde_json::json!({
-            "type": TOKEN_TYPE,
-            "keyslots": [],
-            "state": self.as_str(),
-            "version": TOKEN_VERSION,
-        })
     }
 }
 
@@ -239,56 +214,83 @@ fn id_list(m: &Map<String, Value>, at: &str, key: &str) -> Result<Vec<String>, H
 }
 
 /// Checks the LUKS2 metadata JSON of a header against the one shape cvm-init
-/// writes. Pure: no I/O. Any deviation is an error naming the field.
+/// writes. Pure: no I/O. Any deviation is an error naming the field; the
+/// first of [`header_problems`].
 pub fn validate_header(json: &Value, expect: &Expected) -> Result<(), HeaderError> {
-    let top = object(json, "metadata")?;
-    only_fields(
+    match header_problems(json, expect).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every deviation of `json` from our shape, most important first (the
+/// data segment: a wrong cipher or missing integrity is the attack that
+/// matters most). Empty when the header is ours. `inspect-volume` shows
+/// them all.
+pub fn header_problems(json: &Value, expect: &Expected) -> Vec<HeaderError> {
+    let mut found = Vec::new();
+    let top = match object(json, "metadata") {
+        Ok(t) => t,
+        Err(e) => return vec![e],
+    };
+    let mut keep = |r: Result<(), HeaderError>| {
+        if let Err(e) = r {
+            found.push(e);
+        }
+    };
+    keep(only_fields(
         top,
         "metadata",
         &["keyslots", "tokens", "segments", "digests", "config"],
-    )?;
-
-    let keyslots = object(field(top, "metadata", "keyslots")?, "keyslots")?;
-    if keyslots.len() != 1 {
-        return Err(HeaderError::KeyslotCount {
-            found: keyslots.len(),
-        });
+    ));
+    let section = |key: &str| object(field(top, "metadata", key)?, key);
+    let (keyslots, segments, digests, config, tokens) = (
+        section("keyslots"),
+        section("segments"),
+        section("digests"),
+        section("config"),
+        section("tokens"),
+    );
+    let first = |s: &Result<&Map<String, Value>, HeaderError>| {
+        s.as_ref()
+            .ok()
+            .and_then(|m| m.iter().next())
+            .map(|(k, v)| (k.clone(), v.clone()))
+    };
+    let (slot, seg, dig) = (first(&keyslots), first(&segments), first(&digests));
+    match &config {
+        Ok(config) => {
+            keep(check_config(config, expect));
+            if let Some((id, seg)) = &seg {
+                keep(check_segment(id, seg, expect));
+            }
+        }
+        Err(e) => keep(Err(e.clone())),
     }
-    let segments = object(field(top, "metadata", "segments")?, "segments")?;
-    if segments.len() != 1 {
-        return Err(HeaderError::SegmentCount {
-            found: segments.len(),
-        });
+    type Count = fn(usize) -> HeaderError;
+    let counts: [(_, Count); 3] = [
+        (&segments, |n| HeaderError::SegmentCount { found: n }),
+        (&keyslots, |n| HeaderError::KeyslotCount { found: n }),
+        (&digests, |n| HeaderError::DigestCount { found: n }),
+    ];
+    for (s, count) in counts {
+        match s {
+            Ok(m) if m.len() == 1 => {}
+            Ok(m) => keep(Err(count(m.len()))),
+            Err(e) => keep(Err(e.clone())),
+        }
     }
-    let digests = object(field(top, "metadata", "digests")?, "digests")?;
-    if digests.len() != 1 {
-        return Err(HeaderError::DigestCount {
-            found: digests.len(),
-        });
+    if let Some((id, slot)) = &slot {
+        keep(check_keyslot(id, slot, expect));
     }
-    let (slot_id, slot) = keyslots
-        .iter()
-        .next()
-        .ok_or(HeaderError::KeyslotCount { found: 0 })?;
-    let (seg_id, seg) = segments
-        .iter()
-        .next()
-        .ok_or(HeaderError::SegmentCount { found: 0 })?;
-    let (dig_id, digest) = digests
-        .iter()
-        .next()
-        .ok_or(HeaderError::DigestCount { found: 0 })?;
-
-    // The data segment first: a wrong cipher or missing integrity is the
-    // attack that matters most, and its message should be the one shown.
-    let config = object(field(top, "metadata", "config")?, "config")?;
-    check_config(config, expect)?;
-    check_segment(seg_id, seg, expect, config)?;
-    check_keyslot(slot_id, slot, expect)?;
-    check_digest(dig_id, digest, slot_id, seg_id)?;
-    let tokens = object(field(top, "metadata", "tokens")?, "tokens")?;
-    check_tokens(tokens)?;
-    Ok(())
+    if let (Some((id, d)), Some((slot_id, _)), Some((seg_id, _))) = (&dig, &slot, &seg) {
+        keep(check_digest(id, d, slot_id, seg_id));
+    }
+    match &tokens {
+        Ok(t) => keep(check_tokens(t)),
+        Err(e) => keep(Err(e.clone())),
+    }
+    found
 }
 
 fn check_keyslot(id: &str, slot: &Value, expect: &Expected) -> Result<(), HeaderError> {
@@ -360,8 +362,15 @@ fn check_config(config: &Map<String, Value>, expect: &Expected) -> Result<(), He
         "config",
         &["json_size", "keyslots_size", "flags", "requirements"],
     )?;
-    number(config, "config", "json_size")?;
-    number(config, "config", "keyslots_size")?;
+    for (key, want) in [("json_size", JSON_SIZE), ("keyslots_size", KEYSLOTS_SIZE)] {
+        let found = number(config, "config", key)?;
+        if found != want {
+            return Err(malformed(
+                format!("config.{key}"),
+                format!("is {found}, expected {want} (cvm-init's layout)"),
+            ));
+        }
+    }
     if let Some(req) = config.get("requirements") {
         let empty = match req {
             Value::Object(r) => r.values().all(|v| match v {
@@ -395,12 +404,7 @@ fn check_config(config: &Map<String, Value>, expect: &Expected) -> Result<(), He
     Ok(())
 }
 
-fn check_segment(
-    id: &str,
-    seg: &Value,
-    expect: &Expected,
-    config: &Map<String, Value>,
-) -> Result<(), HeaderError> {
+fn check_segment(id: &str, seg: &Value, expect: &Expected) -> Result<(), HeaderError> {
     let at = format!("segments.{id}");
     let bad = |problem: String| HeaderError::Segment {
         id: id.to_owned(),
@@ -476,19 +480,12 @@ fn check_segment(
             "size is not \"dynamic\" (the segment must cover the whole device)".to_owned(),
         ));
     }
-    // The data must start after both binary headers, both JSON areas and the
-    // keyslot area, or writes to the volume would land on the header.
+    // The data starts right after our metadata layout; anything else would
+    // put writes to the volume on the header, or leave room for host data.
     let offset = number(seg, &at, "offset")?;
-    let json_size = number(config, "config", "json_size")?;
-    let keyslots_size = number(config, "config", "keyslots_size")?;
-    let metadata_end = json_size
-        .checked_add(4096)
-        .and_then(|h| h.checked_mul(2))
-        .and_then(|m| m.checked_add(keyslots_size))
-        .ok_or_else(|| malformed("config", "sizes overflow"))?;
-    if offset < metadata_end || offset % SECTOR_SIZE != 0 {
+    if offset != DATA_OFFSET {
         return Err(bad(format!(
-            "data offset {offset} overlaps the metadata (ends at {metadata_end}) or is not sector aligned"
+            "data offset is {offset}, expected {DATA_OFFSET} (cvm-init's layout)"
         )));
     }
     Ok(())
@@ -538,56 +535,10 @@ fn check_tokens(tokens: &Map<String, Value>) -> Result<(), HeaderError> {
             });
         }
     }
-    match token_state(tokens)? {
+    match super::state::find_token(tokens)? {
         Some(_) => Ok(()),
         None => Err(HeaderError::MissingStateToken),
     }
-}
-
-/// Our state token in a header's `tokens` object: `None` when there is none
-/// (a header we did not make, or one interrupted between `crypt_format` and
-/// the token write). Other token types are ignored here; [`validate_header`]
-/// refuses them.
-pub fn token_state(tokens: &Map<String, Value>) -> Result<Option<TokenState>, HeaderError> {
-    let ours: BTreeMap<&String, &Value> = tokens
-        .iter()
-        .filter(|(_, t)| t.get("type").and_then(Value::as_str) == Some(TOKEN_TYPE))
-        .collect();
-    let (id, tok) = match ours.len() {
-        0 => return Ok(None),
-        1 => ours
-            .into_iter()
-            .next()
-            .ok_or(HeaderError::MissingStateToken)?,
-        n => return Err(HeaderError::TokenCount { found: n }),
-    };
-    let bad = |problem: String| HeaderError::StateToken {
-        id: id.clone(),
-        problem,
-    };
-    let at = format!("tokens.{id}");
-    let t = object(tok, &at)?;
-    only_fields(t, &at, &["type", "keyslots", "state", "version"])?;
-    if !id_list(t, &at, "keyslots")?.is_empty() {
-        return Err(bad("is assigned to a keyslot; ours never is".to_owned()));
-    }
-    if number(t, &at, "version")? != TOKEN_VERSION {
-        return Err(bad(format!("version is not {TOKEN_VERSION}")));
-    }
-    match string(t, &at, "state")? {
-        "provisioning" => Ok(Some(TokenState::Provisioning)),
-        "ready" => Ok(Some(TokenState::Ready)),
-        other => Err(bad(format!(
-            "state {other:?} is neither \"provisioning\" nor \"ready\""
-        ))),
-    }
-}
-
-/// [`token_state`] on a whole metadata document.
-pub fn header_token_state(json: &Value) -> Result<Option<TokenState>, HeaderError> {
-    let top = object(json, "metadata")?;
-    let tokens = object(field(top, "metadata", "tokens")?, "tokens")?;
-    token_state(tokens)
 }
 
 #[cfg(test)]

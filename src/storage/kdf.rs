@@ -4,29 +4,67 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::state::StateKey;
 use super::StorageError;
-use crate::config::KeyDerivation;
+use crate::config::{KeyDerivation, VolumeConfig};
 use crate::secrets::Secret;
 
 /// Key material must carry at least 256 bits.
 pub const MIN_KEY_MATERIAL_BYTES: usize = 32;
 /// Length of an HKDF-derived keyslot passphrase.
 pub const DERIVED_KEY_BYTES: usize = 64;
-/// HKDF `info` prefix; the volume name follows. Changing it changes every key.
-pub const HKDF_INFO_PREFIX: &str = "cvm-init/luks2-keyslot/v1/";
+/// HKDF `info` prefix; the volume name, the LUKS UUID and the instance
+/// identity follow. Changing it changes every key.
+pub const HKDF_INFO_PREFIX: &str = "cvm-init/luks2-keyslot/v2/";
 
-/// The keyslot passphrase for a volume.
-///
-/// `Raw`: the material itself (at least 32 bytes). `Hkdf`: HKDF-SHA256 with
-/// ikm = material, salt = the LUKS UUID as text, info =
-/// `"cvm-init/luks2-keyslot/v1/" + volume_name`, 64 bytes out; one master
-/// secret then yields a different key per volume, bound to the header's UUID.
-pub fn derive_key(
+/// Everything the keys of one volume are made from: the broker's secret,
+/// how to use it, the volume's name and, when the config has one, a trusted
+/// identity of this VM instance.
+#[derive(Debug, Clone, Copy)]
+pub struct VolumeKeys<'a> {
+    pub kind: KeyDerivation,
+    pub material: &'a Secret,
+    pub volume: &'a str,
+    /// From the measured config or init-data bound by HOST_DATA/MRCONFIGID.
+    pub instance: Option<&'a str>,
+}
+
+impl<'a> VolumeKeys<'a> {
+    pub fn new(vol: &'a VolumeConfig, material: &'a Secret, instance: Option<&'a str>) -> Self {
+        Self {
+            kind: vol.key_derivation,
+            material,
+            volume: &vol.name,
+            instance,
+        }
+    }
+
+    /// The keyslot passphrase for the header with `luks_uuid`.
+    pub fn keyslot(&self, luks_uuid: &str) -> Result<Secret, StorageError> {
+        derive_key(
+            self.kind,
+            self.material,
+            self.volume,
+            luks_uuid,
+            self.instance,
+        )
+    }
+
+    /// The key of the volume's state-token MAC.
+    pub fn state_key(&self) -> Result<StateKey, StorageError> {
+        check_length(self.kind, self.material, self.volume)?;
+        StateKey::derive(self.material, self.volume, self.instance).map_err(|e| StorageError::Kdf {
+            volume: self.volume.to_owned(),
+            problem: e.to_string(),
+        })
+    }
+}
+
+fn check_length(
     kind: KeyDerivation,
     material: &Secret,
     volume_name: &str,
-    luks_uuid: &str,
-) -> Result<Secret, StorageError> {
+) -> Result<(), StorageError> {
     if material.len() < MIN_KEY_MATERIAL_BYTES {
         return Err(StorageError::KeyTooShort {
             volume: volume_name.to_owned(),
@@ -38,10 +76,31 @@ pub fn derive_key(
             min: MIN_KEY_MATERIAL_BYTES,
         });
     }
+    Ok(())
+}
+
+/// The keyslot passphrase for a volume.
+///
+/// `Raw`: the material itself (at least 32 bytes). `Hkdf`: HKDF-SHA256 with
+/// ikm = material, salt = the LUKS UUID as text, info =
+/// `"cvm-init/luks2-keyslot/v2/" + volume_name + NUL + luks_uuid + NUL +
+/// instance` (empty without one), 64 bytes out; one master secret then
+/// yields a different key per volume, header and instance.
+pub fn derive_key(
+    kind: KeyDerivation,
+    material: &Secret,
+    volume_name: &str,
+    luks_uuid: &str,
+    instance: Option<&str>,
+) -> Result<Secret, StorageError> {
+    check_length(kind, material, volume_name)?;
     match kind {
         KeyDerivation::Raw => Ok(material.clone()),
         KeyDerivation::Hkdf => {
-            let info = format!("{HKDF_INFO_PREFIX}{volume_name}");
+            let info = format!(
+                "{HKDF_INFO_PREFIX}{volume_name}\0{luks_uuid}\0{}",
+                instance.unwrap_or("")
+            );
             hkdf_sha256(
                 material.expose(),
                 luks_uuid.as_bytes(),
@@ -88,48 +147,61 @@ mod tests {
     }
 
     /// Computed independently with Python `cryptography` 48:
-    /// `HKDF(SHA256(), 64, salt=b"1b4e28ba-2fa1-4d2b-883f-0016d3cca427",
-    ///  info=b"cvm-init/luks2-keyslot/v1/data").derive(bytes(range(0x20, 0x40)))`
+    /// `HKDF(SHA256(), 64, salt=u, info=b"cvm-init/luks2-keyslot/v2/data\0"
+    ///  + u + b"\0" + inst).derive(bytes(range(0x20, 0x40)))` with
+    /// `u = b"1b4e28ba-2fa1-4d2b-883f-0016d3cca427"`, `inst` empty and
+    /// `b"vm-42"`.
     #[test]
     fn derive_key_known_answer() {
         let material = Secret::new((0x20u8..0x40).collect());
-        let key = derive_key(
-            KeyDerivation::Hkdf,
-            &material,
-            "data",
-            "1b4e28ba-2fa1-4d2b-883f-0016d3cca427",
-        )
-        .unwrap();
-        assert_eq!(
-            hex::encode(key.expose()),
-            "b95c258fe900c5c5b966ab2c4078638a7d7eba3742d57c414552a073e1a5e5b8\
-             4d8469b0769261a6a4a8d9a12f01f187c14418e8a5f254869e87643221ec17ae"
-        );
+        let uuid = "1b4e28ba-2fa1-4d2b-883f-0016d3cca427";
+        for (instance, want) in [
+            (
+                None,
+                "209d73b89d221b04bf71e1a65b0e87a88cb308aa433dbff4c7fcf1e6145c7662\
+                 1df12bc26847b865dac19c4194c5784f0da2ddf880bb42339a5727b140a1e12b",
+            ),
+            (
+                Some("vm-42"),
+                "c3d138cfb026d4f307276efedc291275c8b27e31fd18af18765e18704d07e787\
+                 a4cbb9eb46eb6f534572cf1dea7cc8435e91b004905663e4f93a92bd016f9d8e",
+            ),
+        ] {
+            let key = derive_key(KeyDerivation::Hkdf, &material, "data", uuid, instance).unwrap();
+            assert_eq!(hex::encode(key.expose()), want);
+        }
     }
 
     #[test]
-    fn names_and_uuids_separate_keys() {
+    fn names_uuids_and_instances_separate_keys() {
         let m = Secret::new(vec![7u8; 32]);
         let u1 = "1b4e28ba-2fa1-4d2b-883f-0016d3cca427";
         let u2 = "1b4e28ba-2fa1-4d2b-883f-0016d3cca428";
-        let a = derive_key(KeyDerivation::Hkdf, &m, "data", u1).unwrap();
-        let b = derive_key(KeyDerivation::Hkdf, &m, "logs", u1).unwrap();
-        let c = derive_key(KeyDerivation::Hkdf, &m, "data", u2).unwrap();
+        let d = |name, uuid, inst| derive_key(KeyDerivation::Hkdf, &m, name, uuid, inst).unwrap();
+        let a = d("data", u1, None);
+        let keys = [
+            d("logs", u1, None),
+            d("data", u2, None),
+            d("data", u1, Some("vm-2")),
+            m.clone(),
+        ];
         assert_eq!(a.len(), DERIVED_KEY_BYTES);
-        assert_ne!(a, b);
-        assert_ne!(a, c);
-        assert_ne!(b, c);
-        assert_ne!(a.expose(), m.expose());
+        for (i, k) in keys.iter().enumerate() {
+            assert_ne!(&a, k, "{i}");
+        }
         // Deterministic.
-        assert_eq!(a, derive_key(KeyDerivation::Hkdf, &m, "data", u1).unwrap());
+        assert_eq!(a, d("data", u1, None));
     }
 
     #[test]
     fn raw_is_passed_through_and_short_material_refused() {
         let m = Secret::new(vec![9u8; 32]);
-        assert_eq!(derive_key(KeyDerivation::Raw, &m, "v", "u").unwrap(), m);
+        assert_eq!(
+            derive_key(KeyDerivation::Raw, &m, "v", "u", None).unwrap(),
+            m
+        );
         for kind in [KeyDerivation::Raw, KeyDerivation::Hkdf] {
-            let err = derive_key(kind, &Secret::new(vec![1u8; 31]), "data", "u").unwrap_err();
+            let err = derive_key(kind, &Secret::new(vec![1u8; 31]), "data", "u", None).unwrap_err();
             let msg = err.to_string();
             assert!(
                 msg.contains("volume data") && msg.contains("31 bytes"),

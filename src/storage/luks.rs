@@ -1,5 +1,6 @@
-//! Every libcryptsetup call of the agent: format a blank device, copy and
-//! load a header privately, check a key, activate, deactivate, record state.
+//! Every libcryptsetup call of the agent but the first format (`commit`):
+//! copy and load a header privately, check a key, activate, deactivate,
+//! record state.
 //!
 //! Test tiers: formatting, header backup/load, key checks (libcryptsetup
 //! decrypts keyslots with the kernel crypto API, no device-mapper needed)
@@ -10,23 +11,20 @@
 
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use libcryptsetup_rs::consts::flags::{
-    CryptActivate, CryptDeactivate, CryptPbkdf, CryptVolumeKey, CryptWipe,
-};
+use libcryptsetup_rs::consts::flags::{CryptActivate, CryptDeactivate, CryptPbkdf, CryptWipe};
 use libcryptsetup_rs::consts::vals::{
     CryptKdf, CryptLogLevel, CryptStatusInfo, CryptWipePattern, EncryptionFormat,
 };
-use libcryptsetup_rs::{
-    CryptDevice, CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, CryptPbkdfType, Either,
-    LibcryptErr, TokenInput,
-};
+use libcryptsetup_rs::{CryptDevice, CryptInit, CryptPbkdfType, Either, LibcryptErr, TokenInput};
 use serde_json::Value;
 
-use super::header::{params::*, Expected, TokenState};
+use super::commit::{write_ranges, PRIMARY_BINARY, PRIMARY_JSON, SECONDARY};
+use super::header::{params::*, Expected};
 use super::ondisk::{self, BinaryHeader};
+use super::state::{header_token, Binding, StateKey, TokenState};
 use super::StorageError;
 use crate::secrets::Secret;
 
@@ -62,7 +60,7 @@ extern "C" fn crypt_log(level: c_int, msg: *const c_char, _usrptr: *mut c_void) 
 /// slow KDF adds no security. It would only cost boot time and memory:
 /// libcryptsetup's default argon2id takes about 2 s under emulation and up
 /// to 1 GiB of RAM, a large share of a small confidential VM's boot.
-fn keyslot_pbkdf() -> CryptPbkdfType {
+pub(super) fn keyslot_pbkdf() -> CryptPbkdfType {
     CryptPbkdfType {
         type_: CryptKdf::Pbkdf2,
         hash: Some(PBKDF_HASH.to_owned()),
@@ -76,7 +74,7 @@ fn keyslot_pbkdf() -> CryptPbkdfType {
 
 /// Persistent activation flags: dm-crypt skips its workqueues, which only
 /// add latency on virtual disks.
-fn persistent_flags(expect: Expected) -> CryptActivate {
+pub(super) fn persistent_flags(expect: Expected) -> CryptActivate {
     let flags = CryptActivate::NO_READ_WORKQUEUE | CryptActivate::NO_WRITE_WORKQUEUE;
     if expect.discard {
         flags | CryptActivate::ALLOW_DISCARDS
@@ -85,7 +83,7 @@ fn persistent_flags(expect: Expected) -> CryptActivate {
     }
 }
 
-fn crypt_err(
+pub(super) fn crypt_err(
     volume: &str,
     device: &Path,
     op: &'static str,
@@ -99,151 +97,11 @@ fn crypt_err(
     }
 }
 
-/// Writes a fresh LUKS2 header to `device` in state "provisioning" and
-/// returns its UUID (chosen here, so HKDF can bind the key to it).
-///
-/// Write order, so that an interruption at any point is recognisable as
-/// "our first boot, unfinished": `crypt_format` already stamps the
-/// subsystem label `cvm-init`; then the state token; then the one keyslot;
-/// then the persistent flags.
-///
-/// Callers must hold a [`super::FormatPermit`]: the device was found blank,
-/// or holds our own unfinished provisioning.
-pub(crate) fn format_header(
-    volume: &str,
-    device: &Path,
-    expect: Expected,
-    key_for_uuid: impl FnOnce(&str) -> Result<Secret, StorageError>,
-) -> Result<String, StorageError> {
-    let uuid = uuid::Uuid::new_v4();
-    let uuid_text = uuid.to_string();
-    let key = key_for_uuid(&uuid_text)?;
-    let mut cd = CryptInit::init(device).map_err(crypt_err(volume, device, "open the device"))?;
-    let pbkdf = keyslot_pbkdf();
-    cd.settings_handle()
-        .set_pbkdf_type(&pbkdf)
-        .map_err(crypt_err(volume, device, "set the keyslot KDF"))?;
-    let params = CryptParamsLuks2 {
-        pbkdf: Some(keyslot_pbkdf()),
-        integrity: expect.integrity.then(|| INTEGRITY.to_owned()),
-        integrity_params: None,
-        data_alignment: 0,
-        data_device: None,
-        sector_size: SECTOR_SIZE as u32,
-        label: None,
-        subsystem: Some(SUBSYSTEM.to_owned()),
-    };
-    let mut params_ref: CryptParamsLuks2Ref<'_> =
-        (&params)
-            .try_into()
-            .map_err(crypt_err(volume, device, "prepare LUKS2 parameters"))?;
-    let key_bytes = expect.keyslot_key_bytes() as usize;
-    let formatted = cd.context_handle().format(
-        EncryptionFormat::Luks2,
-        (CIPHER_NAME, CIPHER_MODE),
-        Some(uuid),
-        Either::Right(key_bytes),
-        Some(&mut params_ref),
-    );
-    if let Err(e) = formatted {
-        drop(cd);
-        scrub_failed_format(volume, device);
-        return Err(crypt_err(volume, device, "format LUKS2")(e));
+pub(super) fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
-    cd.token_handle()
-        .json_set(TokenInput::AddToken(&TokenState::Provisioning.token_json()))
-        .map_err(crypt_err(volume, device, "write the cvm-init state token"))?;
-    // The volume key generated by crypt_format is still in the context;
-    // the keyslot stores it encrypted under the derived key.
-    cd.keyslot_handle()
-        .add_by_key(None, None, key.expose(), CryptVolumeKey::empty())
-        .map_err(crypt_err(volume, device, "add the keyslot"))?;
-    cd.luks2_flag_handle::<CryptActivate>()
-        .persistent_flags_set(persistent_flags(expect))
-        .map_err(crypt_err(volume, device, "set persistent flags"))?;
-    log::info!(
-        "volume {volume}: formatted {} as LUKS2 {uuid_text} (state provisioning)",
-        device.display()
-    );
-    Ok(uuid_text)
-}
-
-/// How much a failed `crypt_format` may have touched: the LUKS2 metadata
-/// and keyslot area (16 MiB by default) and the first sectors of the data
-/// segment (the dm-integrity superblock).
-const FAILED_FORMAT_SCRUB_BYTES: u64 = 17 << 20;
-
-/// After `crypt_format` failed: libcryptsetup has already zeroed the header
-/// area and filled the keyslot area with random bytes, but wrote no header
-/// (seen when dm-integrity is unavailable). Left like that, the next boot
-/// would find "data without a signature" and refuse the device for good.
-/// We hold a format permit for this device (it was blank, or our own
-/// unfinished first boot), so zeroing what the format touched only returns
-/// it to blank, and the next boot can try again.
-fn scrub_failed_format(volume: &str, device: &Path) {
-    use std::io::{Seek, SeekFrom, Write};
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).open(device)?;
-        let size = f.seek(SeekFrom::End(0))?;
-        f.seek(SeekFrom::Start(0))?;
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = FAILED_FORMAT_SCRUB_BYTES.min(size);
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        f.sync_all()
-    })();
-    match result {
-        Ok(()) => log::warn!(
-            "volume {volume}: LUKS2 format of {} failed; its metadata area was zeroed so the next boot can retry",
-            device.display()
-        ),
-        Err(e) => log::error!(
-            "volume {volume}: LUKS2 format of {} failed and zeroing its metadata area failed too ({e}); the next boot will refuse it as not blank: wipe it deliberately",
-            device.display()
-        ),
-    }
-}
-
-/// Sets our token's state in the device's header: replaces our token, or
-/// adds it when an interrupted format never wrote one.
-pub(crate) fn set_token_state(
-    volume: &str,
-    device: &Path,
-    state: TokenState,
-) -> Result<(), StorageError> {
-    let mut cd = CryptInit::init(device).map_err(crypt_err(volume, device, "open the device"))?;
-    cd.context_handle()
-        .load::<()>(Some(EncryptionFormat::Luks2), None)
-        .map_err(crypt_err(volume, device, "load the LUKS2 header"))?;
-    let json = cd.status_handle().dump_json().map_err(crypt_err(
-        volume,
-        device,
-        "read the LUKS2 metadata",
-    ))?;
-    let ours = json.get("tokens").and_then(Value::as_object).and_then(|t| {
-        t.iter()
-            .find(|(_, v)| v.get("type").and_then(Value::as_str) == Some(TOKEN_TYPE))
-            .and_then(|(id, _)| id.parse::<u32>().ok())
-    });
-    let body = state.token_json();
-    let input = match ours {
-        Some(id) => TokenInput::ReplaceToken(id, &body),
-        None => TokenInput::AddToken(&body),
-    };
-    cd.token_handle().json_set(input).map_err(crypt_err(
-        volume,
-        device,
-        "update the cvm-init state token",
-    ))?;
-    log::info!(
-        "volume {volume}: {} marked {}",
-        device.display(),
-        state.as_str()
-    );
-    Ok(())
 }
 
 /// A private copy of a device's LUKS2 header on tmpfs, loaded by
@@ -257,6 +115,7 @@ pub struct HeaderCopy {
     path: PathBuf,
     json: Value,
     binary: BinaryHeader,
+    pair: ondisk::HeaderPair,
     luks_uuid: String,
     cd: CryptDevice,
 }
@@ -273,7 +132,7 @@ impl std::fmt::Debug for HeaderCopy {
 }
 
 /// Creates `run_dir` if needed and makes it private (0700).
-fn private_dir(volume: &str, run_dir: &Path) -> Result<(), StorageError> {
+pub(super) fn private_dir(volume: &str, run_dir: &Path) -> Result<(), StorageError> {
     let err = |source| StorageError::RunDir {
         volume: volume.to_owned(),
         path: run_dir.to_owned(),
@@ -283,9 +142,12 @@ fn private_dir(volume: &str, run_dir: &Path) -> Result<(), StorageError> {
     std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
 }
 
-/// Backs up the header of `device` into `run_dir` and loads that copy with
-/// libcryptsetup (LUKS2 only). The metadata returned by [`HeaderCopy::json`]
-/// is what libcryptsetup itself loaded from the copy (`crypt_dump_json`).
+/// Copies the first [`DATA_OFFSET`] bytes of `device` (both header copies
+/// and the keyslot area) into `run_dir` with plain reads from an `O_RDONLY`
+/// descriptor, and loads that copy with libcryptsetup (LUKS2 only); the
+/// device itself is never opened for writing. The metadata returned by
+/// [`HeaderCopy::json`] is what libcryptsetup loaded from the copy
+/// (`crypt_dump_json`).
 pub fn open_header_copy(
     volume: &str,
     device: &Path,
@@ -293,24 +155,27 @@ pub fn open_header_copy(
 ) -> Result<HeaderCopy, StorageError> {
     private_dir(volume, run_dir)?;
     let path = run_dir.join(format!("{volume}.luks2-header"));
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(StorageError::RunDir {
-                volume: volume.to_owned(),
-                path,
-                source,
-            })
-        }
-    }
-    {
-        let mut cd =
-            CryptInit::init(device).map_err(crypt_err(volume, device, "open the device"))?;
-        cd.backup_handle()
-            .header_backup(Some(EncryptionFormat::Luks2), &path)
-            .map_err(crypt_err(volume, device, "back up the LUKS2 header"))?;
-    }
+    let file_err = |source| StorageError::RunDir {
+        volume: volume.to_owned(),
+        path: path.clone(),
+        source,
+    };
+    let image = ondisk::read_start(device, DATA_OFFSET).map_err(|e| StorageError::Probe {
+        volume: volume.to_owned(),
+        device: device.to_owned(),
+        problem: format!("cannot read its LUKS2 metadata: {e}"),
+    })?;
+    remove_if_present(&path).map_err(file_err)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(&image)
+        })
+        .map_err(file_err)?;
     // From here on the file is ours; remove it on any error below.
     let cleanup = RemoveOnDrop(Some(path.clone()));
     let mut cd = CryptInit::init_with_data_device(Either::Right((&path, device)))
@@ -336,8 +201,10 @@ pub fn open_header_copy(
             problem,
         },
     };
-    let binary = ondisk::read_active_header(&path)
-        .map_err(|e| header_err(format!("cannot read the copy {}: {e}", path.display())))?
+    let pair = ondisk::decode_pair(&image);
+    let binary = pair
+        .active()
+        .cloned()
         .ok_or_else(|| header_err("no valid binary header in the copy".to_owned()))?;
     // Our decoder must have picked the copy libcryptsetup uses.
     if binary.uuid != luks_uuid {
@@ -353,12 +220,13 @@ pub fn open_header_copy(
         path,
         json,
         binary,
+        pair,
         luks_uuid,
         cd,
     })
 }
 
-struct RemoveOnDrop(Option<PathBuf>);
+pub(super) struct RemoveOnDrop(pub(super) Option<PathBuf>);
 
 impl RemoveOnDrop {
     fn disarm(mut self) -> PathBuf {
@@ -388,6 +256,80 @@ impl HeaderCopy {
     /// The subsystem label of the binary header libcryptsetup uses.
     pub fn subsystem(&self) -> &str {
         &self.binary.subsystem
+    }
+
+    /// Both binary header copies as read from the device.
+    pub fn headers(&self) -> &ondisk::HeaderPair {
+        &self.pair
+    }
+
+    /// The device this header was read from.
+    pub fn device(&self) -> &Path {
+        &self.device
+    }
+
+    /// Records `state` in the copy's token (MAC under `key`) and writes the
+    /// copy's two header areas back to the device: the secondary first,
+    /// then the primary JSON, then the primary binary header, each with
+    /// `fsync`. Until the secondary has landed the old state is in force;
+    /// from then on the new one (its seqid is higher) is, whatever a power
+    /// cut leaves of the primary.
+    pub fn set_state(
+        &mut self,
+        key: &StateKey,
+        state: TokenState,
+        data_sectors: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let header_err = |source| StorageError::Header {
+            volume: self.volume.clone(),
+            device: self.device.clone(),
+            source,
+        };
+        let id = header_token(&self.json)
+            .map_err(header_err)?
+            .ok_or_else(|| header_err(super::HeaderError::MissingStateToken))?
+            .id;
+        let binding = Binding {
+            volume: &self.volume,
+            luks_uuid: &self.luks_uuid,
+            state,
+            data_sectors,
+        };
+        let body = key.token_json(&binding, &self.json).map_err(header_err)?;
+        self.cd
+            .token_handle()
+            .json_set(TokenInput::ReplaceToken(id, &body))
+            .map_err(crypt_err(
+                &self.volume,
+                &self.device,
+                "update the cvm-init state token",
+            ))?;
+        self.json = self.cd.status_handle().dump_json().map_err(crypt_err(
+            &self.volume,
+            &self.device,
+            "read the updated metadata",
+        ))?;
+        let write_err = |source| StorageError::Write {
+            volume: self.volume.clone(),
+            device: self.device.clone(),
+            what: "the updated LUKS2 header",
+            source,
+        };
+        let image = std::fs::read(&self.path).map_err(write_err)?;
+        write_ranges(
+            &self.device,
+            &image,
+            &[SECONDARY, PRIMARY_JSON, PRIMARY_BINARY],
+        )
+        .map_err(write_err)?;
+        self.pair = ondisk::decode_pair(&image);
+        log::info!(
+            "volume {}: {} marked {}",
+            self.volume,
+            self.device.display(),
+            state.as_str()
+        );
+        Ok(())
     }
 
     /// Where the private copy lives (tmpfs).

@@ -4,47 +4,63 @@
 //! The rules (DESIGN.md invariants 1-3):
 //!
 //! * **Never lose data.** A device is formatted only if `format = true` and
-//!   it is blank: libblkid sees no signature or partition table *and* the
-//!   first and last MiB are zero. The only LUKS device ever reformatted is
-//!   one of ours whose first boot was interrupted (subsystem label
-//!   `cvm-init`, state token "provisioning" or not yet written): no workload
-//!   ever ran on it. A failed unlock never leads to formatting.
-//! * **The host can forge any header.** Before a key touches a LUKS2
-//!   device, its header is copied to private tmpfs, loaded by libcryptsetup
-//!   from there, checked by [`validate_header`] and the mapping is activated
-//!   from that same copy as a detached header.
+//!   it is blank ([`probe`]: no libblkid signature, and the first 16 MiB,
+//!   the last MiB and samples across the device are zero). The only LUKS
+//!   device ever reformatted is one of ours whose first boot was
+//!   interrupted, proven by a state token whose MAC verifies under the
+//!   volume's key ([`state`]): no workload ever ran on it. A missing or
+//!   forged token is refused, never formatted. A failed unlock never leads
+//!   to formatting.
+//! * **Assessment never writes the device.** The metadata area is read with
+//!   plain reads into private tmpfs, and libcryptsetup only ever loads that
+//!   copy ([`luks::open_header_copy`]).
+//! * **The host can forge any header.** The copy is checked by
+//!   [`validate_header`] and the mapping is activated from that same copy
+//!   as a detached header; after activation the kernel's tables are
+//!   checked too (`mapping`).
+//! * **A power cut at any moment leaves a device the next boot can take
+//!   up**: the first header is built on tmpfs and written in an order whose
+//!   every prefix is either blank or a complete `provisioning` header.
 //! * **Keys stay in memory**, in [`Secret`]s that wipe themselves.
 //!
-//! Layers: [`header`] (pure JSON policy), [`ondisk`] (binary header
-//! decoding), [`probe`] (libblkid, read-only), `luks` (every libcryptsetup
-//! call), `locate` (device lookup without udev), `fs` (mkfs, mount).
-//! Activation, integrity initialisation, mkfs and mount need device-mapper
-//! and are exercised by the VM tier; the rest by `tests/loop_storage.rs`.
+//! Layers: [`header`] (pure JSON policy), [`state`] (the MAC'd token),
+//! [`ondisk`] (binary header decoding), [`probe`] (libblkid and the blank
+//! rule, read-only), `luks` (libcryptsetup: copies, keys, activation), `commit` (the first format), `dmtable` and
+//! `mapping` (the kernel's view), `locate` (device lookup without udev),
+//! `fs` (mkfs, mount), `inspect` (the operator's report). Activation,
+//! integrity initialisation, mkfs and mount need device-mapper and are
+//! exercised by the VM tier; the rest by `tests/loop_storage.rs`.
 
+mod commit;
+mod dmtable;
 mod error;
 mod fs;
 pub mod header;
+mod inspect;
 mod kdf;
 mod locate;
 mod luks;
+mod mapping;
 pub mod ondisk;
 pub mod probe;
 mod rootcheck;
+pub mod state;
 mod verity;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::StorageError;
-pub use header::{validate_header, Expected, HeaderError, TokenState};
-pub use kdf::derive_key;
+pub use header::{header_problems, validate_header, Expected, HeaderError};
+pub use inspect::{inspect_volume, Inspection};
+pub use kdf::{derive_key, VolumeKeys};
 pub use locate::locate_device;
 pub use luks::{open_header_copy, set_up_crypt_logging, HeaderCopy};
 pub use rootcheck::{check_root, RootCheckEnv, RootProtection};
+pub use state::{StateToken, TokenState};
 pub use verity::{activate_root, check_root_hash, read_through};
 
 use crate::config::VolumeConfig;
-use crate::secrets::Secret;
 
 /// Where storage finds devices and keeps its private files. All injectable
 /// so tests run against a temporary directory.
@@ -57,6 +73,9 @@ pub struct StorageEnv {
     /// Private tmpfs directory for header copies, e.g. `/run/cvm-init/luks`;
     /// created with mode 0700.
     pub run_dir: PathBuf,
+    /// Where the workload learns what happened to each volume, e.g.
+    /// `/run/cvm-init/volumes` (0755, files 0644, no secrets).
+    pub status_dir: PathBuf,
     /// How long to wait for a device to appear.
     pub device_wait: Duration,
 }
@@ -69,6 +88,17 @@ pub enum VolumeAction {
     Provisioned,
     /// An interrupted first boot was restarted from scratch.
     ResumedProvisioning,
+}
+
+impl VolumeAction {
+    /// The word the status file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeAction::Unlocked => "unlocked",
+            VolumeAction::Provisioned => "provisioned",
+            VolumeAction::ResumedProvisioning => "resumed",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -94,9 +124,10 @@ pub struct FormatPermit {
 pub enum Disposition {
     /// Blank and `format = true`: first-boot provisioning.
     Format(FormatPermit),
-    /// Our header from an interrupted first boot, `format = true`: restart.
-    Resume(FormatPermit),
-    /// Our provisioned header, validated: unlock only.
+    /// Our authenticated `provisioning` header, `format = true`: finish
+    /// provisioning with it (see [`prepare_volume`]).
+    Resume(FormatPermit, Box<HeaderCopy>),
+    /// Our authenticated `ready` header, validated: unlock only.
     Unlock(Box<HeaderCopy>),
 }
 
@@ -104,35 +135,31 @@ impl Disposition {
     pub fn describe(&self) -> &'static str {
         match self {
             Disposition::Format(_) => "blank: provision",
-            Disposition::Resume(_) => "interrupted first boot: provision again",
+            Disposition::Resume(..) => "interrupted first boot: finish provisioning",
             Disposition::Unlock(_) => "provisioned: unlock",
         }
     }
 }
 
-/// Decides what a device holds and what may be done with it. Reads only;
-/// the one write is the header copy in `env.run_dir`.
-pub fn assess(
-    vol: &VolumeConfig,
-    device: &Path,
-    env: &StorageEnv,
-) -> Result<Disposition, StorageError> {
+/// What a device holds before any key is involved.
+enum Examined {
+    Blank,
+    /// A LUKS2 header with our subsystem label, in a private copy.
+    Ours(Box<HeaderCopy>),
+}
+
+/// Probes the device and, for a LUKS2 header, copies and loads it. Reads
+/// only; the one write is the header copy in `env.run_dir`.
+fn examine(vol: &VolumeConfig, device: &Path, env: &StorageEnv) -> Result<Examined, StorageError> {
     let name = &vol.name;
-    let contents = probe::inspect(device).map_err(|problem| StorageError::Probe {
-        volume: name.clone(),
-        device: device.to_owned(),
-        problem,
-    })?;
-    let permit = |resume| FormatPermit {
-        device: device.to_owned(),
-        resume,
-    };
-    match contents {
-        probe::Contents::Blank if vol.format => Ok(Disposition::Format(permit(false))),
-        probe::Contents::Blank => Err(StorageError::FormatNotAllowed {
+    let contents =
+        probe::inspect(device, vol.integrity).map_err(|problem| StorageError::Probe {
             volume: name.clone(),
             device: device.to_owned(),
-        }),
+            problem,
+        })?;
+    match contents {
+        probe::Contents::Blank => Ok(Examined::Blank),
         probe::Contents::Signatures(found) => Err(StorageError::NotBlank {
             volume: name.clone(),
             device: device.to_owned(),
@@ -158,39 +185,135 @@ pub fn assess(
                     ),
                 });
             }
-            let header_err = |source| StorageError::Header {
-                volume: name.clone(),
-                device: device.to_owned(),
-                source,
-            };
-            match header::header_token_state(copy.json()).map_err(header_err)? {
-                None | Some(TokenState::Provisioning) if vol.format => {
-                    Ok(Disposition::Resume(permit(true)))
-                }
-                None | Some(TokenState::Provisioning) => Err(StorageError::ResumeNotAllowed {
-                    volume: name.clone(),
-                    device: device.to_owned(),
-                }),
-                Some(TokenState::Ready) => {
-                    validate_header(
-                        copy.json(),
-                        &Expected::for_volume(vol),
-                    )
-                    .map_err(header_err)?;
-                    Ok(Disposition::Unlock(Box::new(copy)))
-                }
-            }
+            Ok(Examined::Ours(Box::new(copy)))
         }
     }
 }
 
-/// Formats the permitted device (LUKS2, state "provisioning"), then copies,
-/// loads and validates the new header exactly like any later boot does.
-/// Runs on image files; the caller activates the returned copy.
+/// Decides what a device holds and what may be done with it. Never writes
+/// the device. A header of ours counts only with a state token whose MAC
+/// verifies under `keys`, with the pinned UUID (if the config pins one),
+/// and in exactly our shape.
+pub fn assess(
+    vol: &VolumeConfig,
+    device: &Path,
+    env: &StorageEnv,
+    keys: &VolumeKeys<'_>,
+) -> Result<Disposition, StorageError> {
+    let copy = match examine(vol, device, env)? {
+        Examined::Blank if vol.format => {
+            return Ok(Disposition::Format(FormatPermit {
+                device: device.to_owned(),
+                resume: false,
+            }))
+        }
+        Examined::Blank => {
+            return Err(StorageError::FormatNotAllowed {
+                volume: vol.name.clone(),
+                device: device.to_owned(),
+            })
+        }
+        Examined::Ours(copy) => copy,
+    };
+    // The shape first: its errors name what a forger changed; the MAC then
+    // catches every change the shape allows.
+    let token = claimed_token(vol, &copy)?;
+    validate_header(copy.json(), &Expected::for_volume(vol)).map_err(|source| {
+        StorageError::Header {
+            volume: vol.name.clone(),
+            device: device.to_owned(),
+            source,
+        }
+    })?;
+    verify_token(vol, &copy, keys, &token)?;
+    match token.state {
+        TokenState::Provisioning if vol.format => Ok(Disposition::Resume(
+            FormatPermit {
+                device: device.to_owned(),
+                resume: true,
+            },
+            copy,
+        )),
+        TokenState::Provisioning => Err(StorageError::ResumeNotAllowed {
+            volume: vol.name.clone(),
+            device: device.to_owned(),
+        }),
+        TokenState::Ready => Ok(Disposition::Unlock(copy)),
+    }
+}
+
+/// The copy's state token, if it is the one this volume's key made for
+/// this header; else why not.
+fn authenticate(
+    vol: &VolumeConfig,
+    copy: &HeaderCopy,
+    keys: &VolumeKeys<'_>,
+) -> Result<StateToken, StorageError> {
+    let token = claimed_token(vol, copy)?;
+    verify_token(vol, copy, keys, &token)?;
+    Ok(token)
+}
+
+fn not_authentic(vol: &VolumeConfig, copy: &HeaderCopy, why: String) -> StorageError {
+    StorageError::StateNotAuthentic {
+        volume: vol.name.clone(),
+        device: copy.device().to_owned(),
+        why,
+    }
+}
+
+/// The pinned UUID check and the token as the header states it, unverified.
+fn claimed_token(vol: &VolumeConfig, copy: &HeaderCopy) -> Result<StateToken, StorageError> {
+    let device = copy.device().to_owned();
+    if let Some(pinned) = &vol.luks_uuid {
+        if !pinned.eq_ignore_ascii_case(copy.luks_uuid()) {
+            return Err(StorageError::UuidMismatch {
+                volume: vol.name.clone(),
+                device,
+                found: copy.luks_uuid().to_owned(),
+                expected: pinned.clone(),
+            });
+        }
+    }
+    match state::header_token(copy.json()) {
+        Ok(Some(t)) => Ok(t),
+        Ok(None) => Err(not_authentic(vol, copy, "is missing".to_owned())),
+        Err(e) => Err(not_authentic(vol, copy, format!("is not valid ({e})"))),
+    }
+}
+
+/// Checks the token's MAC under the volume's key.
+fn verify_token(
+    vol: &VolumeConfig,
+    copy: &HeaderCopy,
+    keys: &VolumeKeys<'_>,
+    token: &StateToken,
+) -> Result<(), StorageError> {
+    let verified = keys
+        .state_key()?
+        .verify(&vol.name, copy.luks_uuid(), token, copy.json())
+        .map_err(|e| not_authentic(vol, copy, format!("cannot be checked ({e})")))?;
+    if !verified {
+        return Err(not_authentic(
+            vol,
+            copy,
+            format!(
+                "(state {:?}) does not verify under this volume's key",
+                token.state.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Formats the permitted device: the complete header, state
+/// "provisioning", is built on tmpfs and committed to the device in one
+/// ordered write; then it is copied, loaded and checked exactly like any
+/// later boot does. Runs on image files; the caller activates the copy.
 pub fn format_volume(
     permit: FormatPermit,
     vol: &VolumeConfig,
-    key_material: &Secret,
+    keys: &VolumeKeys<'_>,
     env: &StorageEnv,
 ) -> Result<HeaderCopy, StorageError> {
     let device = permit.device;
@@ -201,38 +324,91 @@ pub fn format_volume(
             device.display()
         );
     }
-    let uuid = luks::format_header(&vol.name, &device, Expected::for_volume(vol), |uuid| {
-        derive_key(vol.key_derivation, key_material, &vol.name, uuid)
-    })?;
-    let copy = open_header_copy(&vol.name, &device, &env.run_dir)?;
-    let header_err = |problem: String| StorageError::Header {
+    let uuid = match &vol.luks_uuid {
+        Some(u) => uuid::Uuid::parse_str(u).map_err(|e| StorageError::Kdf {
+            volume: vol.name.clone(),
+            problem: format!("luks_uuid {u:?} is not a UUID: {e}"),
+        })?,
+        None => uuid::Uuid::new_v4(),
+    };
+    let uuid_text = uuid.hyphenated().to_string();
+    let keyslot_key = keys.keyslot(&uuid_text)?;
+    let state_key = keys.state_key()?;
+    let header_err = |source| StorageError::Header {
         volume: vol.name.clone(),
         device: device.clone(),
-        source: HeaderError::Malformed {
-            at: "header".to_owned(),
-            problem,
-        },
+        source,
     };
-    if copy.luks_uuid() != uuid
-        || header::header_token_state(copy.json()).ok().flatten() != Some(TokenState::Provisioning)
-    {
-        return Err(header_err(
-            "the header read back is not the one just written".to_owned(),
-        ));
+    let image = commit::build_header(
+        &vol.name,
+        &device,
+        &env.run_dir,
+        Expected::for_volume(vol),
+        uuid,
+        &keyslot_key,
+        |metadata| {
+            let binding = state::Binding {
+                volume: &vol.name,
+                luks_uuid: &uuid_text,
+                state: TokenState::Provisioning,
+                data_sectors: None,
+            };
+            state_key.token_json(&binding, metadata).map_err(header_err)
+        },
+    )?;
+    drop(keyslot_key);
+    commit::commit_new_header(&vol.name, &device, &image)?;
+    let copy = open_header_copy(&vol.name, &device, &env.run_dir)?;
+    let token = authenticate(vol, &copy, keys)?;
+    if copy.luks_uuid() != uuid_text || token.state != TokenState::Provisioning {
+        return Err(header_err(HeaderError::Malformed {
+            at: "header".to_owned(),
+            problem: "the header read back is not the one just written".to_owned(),
+        }));
     }
-    validate_header(copy.json(), &Expected::for_volume(vol)).map_err(|source| {
-        StorageError::Header {
-            volume: vol.name.clone(),
-            device: device.clone(),
-            source,
-        }
-    })?;
+    validate_header(copy.json(), &Expected::for_volume(vol)).map_err(header_err)?;
+    log::info!(
+        "volume {}: formatted {} as LUKS2 {uuid_text} (state provisioning)",
+        vol.name,
+        device.display()
+    );
     Ok(copy)
 }
 
-/// Marks a provisioned volume "ready": from now on it is only unlocked.
-pub fn mark_ready(vol: &VolumeConfig, device: &Path) -> Result<(), StorageError> {
-    luks::set_token_state(&vol.name, device, TokenState::Ready)
+/// An interrupted first boot with an authenticated `provisioning` header:
+/// if its keyslot opens, provisioning goes on with that header (same UUID,
+/// same volume key; `prepare_volume` then keeps a finished filesystem);
+/// if it does not (the power was cut before the keyslot area landed), the
+/// volume key is not on the device, nothing can be read through it, and
+/// the device is formatted again from scratch.
+fn resume(
+    permit: FormatPermit,
+    mut copy: HeaderCopy,
+    vol: &VolumeConfig,
+    keys: &VolumeKeys<'_>,
+    env: &StorageEnv,
+) -> Result<HeaderCopy, StorageError> {
+    let key = keys.keyslot(copy.luks_uuid())?;
+    match copy.verify_key(&key) {
+        Ok(()) => {
+            log::warn!(
+                "volume {}: {} holds an interrupted first boot; finishing its provisioning",
+                vol.name,
+                permit.device.display()
+            );
+            Ok(copy)
+        }
+        Err(StorageError::WrongKey { .. }) => {
+            log::warn!(
+                "volume {}: the keyslot of the interrupted first boot on {} does not open (cut before it was written); formatting again",
+                vol.name,
+                permit.device.display()
+            );
+            drop(copy);
+            format_volume(permit, vol, keys, env)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes the mapping on drop unless disarmed: the rollback when a step
@@ -253,16 +429,17 @@ impl Drop for ActiveMapping<'_> {
     }
 }
 
-/// Finds the device, validates or provisions it, activates it, makes the
-/// filesystem if new, and marks it ready. Does not mount.
+/// Finds the device, validates or provisions it, activates it, checks the
+/// mapping the kernel built, makes the filesystem if new, and marks it
+/// ready. Does not mount.
 pub fn prepare_volume(
     vol: &VolumeConfig,
-    key_material: &Secret,
+    keys: &VolumeKeys<'_>,
     env: &StorageEnv,
 ) -> Result<PreparedVolume, StorageError> {
     let device = locate_device(&vol.device, env)?;
     let mapper = env.dev.join("mapper").join(&vol.name);
-    let disposition = assess(vol, &device, env)?;
+    let disposition = assess(vol, &device, env, keys)?;
     log::info!(
         "volume {}: {} is {}",
         vol.name,
@@ -272,32 +449,59 @@ pub fn prepare_volume(
     let (mut copy, action) = match disposition {
         Disposition::Unlock(copy) => (*copy, VolumeAction::Unlocked),
         Disposition::Format(permit) => (
-            format_volume(permit, vol, key_material, env)?,
+            format_volume(permit, vol, keys, env)?,
             VolumeAction::Provisioned,
         ),
-        Disposition::Resume(permit) => (
-            format_volume(permit, vol, key_material, env)?,
+        Disposition::Resume(permit, copy) => (
+            resume(permit, *copy, vol, keys, env)?,
             VolumeAction::ResumedProvisioning,
         ),
     };
-    // VM tier from here: activation, integrity tags, mkfs, state "ready".
-    let key = derive_key(
-        vol.key_derivation,
-        key_material,
-        &vol.name,
-        copy.luks_uuid(),
-    )?;
+    // VM tier from here: activation, the mapping check, integrity tags,
+    // mkfs, state "ready".
+    let recorded = match action {
+        VolumeAction::Unlocked => authenticate(vol, &copy, keys)?.data_sectors,
+        _ => None,
+    };
+    let key = keys.keyslot(copy.luks_uuid())?;
     copy.activate(&key)?;
     drop(key);
-    if action != VolumeAction::Unlocked {
-        let rollback = ActiveMapping(Some(&vol.name));
-        if vol.integrity {
-            copy.wipe_mapping(&mapper)?;
-        }
-        fs::mkfs(&vol.name, vol.filesystem, &mapper)?;
-        mark_ready(vol, &device)?;
-        rollback.disarm();
+    let rollback = ActiveMapping(Some(&vol.name));
+    let checked = mapping::check(vol, &device, &env.dev, recorded)?;
+    if vol.integrity && action == VolumeAction::Unlocked && recorded.is_none() {
+        return Err(StorageError::MappingMismatch {
+            volume: vol.name.clone(),
+            mapper,
+            problem: "the ready token records no dm-integrity size".to_owned(),
+        });
     }
+    if action != VolumeAction::Unlocked {
+        // Resuming with the earlier header: if mkfs had finished, keep its
+        // filesystem (a header rolled back to our own `provisioning` state
+        // must not make us run mkfs over the workload's data).
+        let made = action == VolumeAction::ResumedProvisioning
+            && probe::signatures(&mapper)
+                .is_ok_and(|found| found.iter().any(|f| f == fs::fstype(vol.filesystem)));
+        if made {
+            log::warn!(
+                "volume {}: {} already holds a complete {} filesystem from the interrupted first boot; keeping it",
+                vol.name,
+                mapper.display(),
+                fs::fstype(vol.filesystem)
+            );
+        } else {
+            if vol.integrity {
+                copy.wipe_mapping(&mapper)?;
+            }
+            fs::mkfs(&vol.name, vol.filesystem, &mapper)?;
+        }
+        copy.set_state(
+            &keys.state_key()?,
+            TokenState::Ready,
+            checked.integrity_sectors,
+        )?;
+    }
+    rollback.disarm();
     Ok(PreparedVolume {
         name: vol.name.clone(),
         device,
@@ -305,6 +509,62 @@ pub fn prepare_volume(
         action,
         luks_uuid: copy.luks_uuid().to_owned(),
     })
+}
+
+/// Writes `<status_dir>/<name>.json` (0644, no secrets) so the workload can
+/// tell a fresh disk from its old one: action, LUKS UUID, device, mapper,
+/// mountpoint, integrity and the time (seconds since the epoch).
+pub fn record_volume(
+    p: &PreparedVolume,
+    vol: &VolumeConfig,
+    env: &StorageEnv,
+) -> Result<PathBuf, StorageError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = env.status_dir.join(format!("{}.json", vol.name));
+    let err = |source| StorageError::RunDir {
+        volume: vol.name.clone(),
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&env.status_dir).map_err(err)?;
+    std::fs::set_permissions(&env.status_dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(err)?;
+    // A private parent (our /run/cvm-init, 0700) becomes traversable, not
+    // listable, so a non-root workload reaches the file.
+    if let Some(parent) = env.status_dir.parent() {
+        if let Ok(md) = std::fs::metadata(parent) {
+            use std::os::unix::fs::MetadataExt;
+            if md.uid() == 0 && md.mode() & 0o777 == 0o700 {
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))
+                    .map_err(err)?;
+            }
+        }
+    }
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let body = serde_json::json!({
+        "volume": vol.name,
+        "action": p.action.as_str(),
+        "luks_uuid": p.luks_uuid,
+        "device": p.device,
+        "mapper": p.mapper,
+        "mountpoint": vol.mountpoint,
+        "integrity": vol.integrity,
+        "time": time,
+    });
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(format!("{body:#}\n").as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(err)?;
+    Ok(path)
 }
 
 /// Creates the mountpoint and mounts the prepared mapping with the

@@ -86,49 +86,58 @@ fn decode(area: &[u8], magic: &[u8; 6], at_offset: u64) -> Option<BinaryHeader> 
     })
 }
 
-/// Reads both copies from a header file (or device) and returns the valid
-/// one with the higher seqid; `None` if neither is valid.
-pub fn read_active_header(path: &Path) -> std::io::Result<Option<BinaryHeader>> {
-    let mut f = std::fs::File::open(path)?;
-    let primary = read_area(&mut f, 0)?;
-    let primary = primary.and_then(|a| decode(&a, MAGIC_PRIMARY, 0));
+/// Both binary header copies of a metadata image, each `None` when absent
+/// or invalid (bad magic, version, size, offset or checksum).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeaderPair {
+    pub primary: Option<BinaryHeader>,
+    pub secondary: Option<BinaryHeader>,
+}
+
+impl HeaderPair {
+    /// The valid copy with the higher seqid (the primary on a tie), as
+    /// libcryptsetup picks it.
+    pub fn active(&self) -> Option<&BinaryHeader> {
+        match (&self.primary, &self.secondary) {
+            (Some(p), Some(s)) => Some(if s.seqid > p.seqid { s } else { p }),
+            (p, s) => p.as_ref().or(s.as_ref()),
+        }
+    }
+}
+
+/// Decodes both copies from an image of the start of a device.
+pub fn decode_pair(image: &[u8]) -> HeaderPair {
+    let primary = decode(image, MAGIC_PRIMARY, 0);
     // The secondary sits right after the primary area; its size is the
     // primary's hdr_size, or any allowed size when the primary is damaged.
     let candidates: Vec<u64> = match &primary {
         Some(p) => vec![p.hdr_size],
         None => HDR_SIZES.to_vec(),
     };
-    let mut secondary = None;
-    for off in candidates {
-        if let Some(area) = read_area(&mut f, off)? {
-            if let Some(h) = decode(&area, MAGIC_SECONDARY, off) {
-                secondary = Some(h);
-                break;
-            }
-        }
-    }
-    Ok(match (primary, secondary) {
-        (Some(p), Some(s)) => Some(if s.seqid > p.seqid { s } else { p }),
-        (p, s) => p.or(s),
-    })
+    let secondary = candidates.into_iter().find_map(|off| {
+        let area = image.get(off as usize..)?;
+        decode(area, MAGIC_SECONDARY, off)
+    });
+    HeaderPair { primary, secondary }
 }
 
-/// Reads the binary header at `offset` and its JSON area (up to the
-/// largest allowed hdr_size, fewer if the file ends).
-fn read_area(f: &mut std::fs::File, offset: u64) -> std::io::Result<Option<Vec<u8>>> {
-    f.seek(SeekFrom::Start(offset))?;
-    let mut head = vec![0u8; BINARY_HEADER_BYTES];
-    if f.read_exact(&mut head).is_err() {
-        return Ok(None);
+/// Reads the first `len` bytes of `device` with plain `read()` calls from
+/// an `O_RDONLY` descriptor: nothing in this path can write the device
+/// (libcryptsetup's loader repairs a header copy it thinks is damaged, so
+/// it only ever sees our private copy of these bytes).
+pub fn read_start(device: &Path, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::OpenOptions::new().read(true).open(device)?;
+    let size = f.seek(SeekFrom::End(0))?;
+    if size < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "the device holds {size} bytes, fewer than the {len} of cvm-init's LUKS2 metadata"
+            ),
+        ));
     }
-    let hdr_size = be64(&head, 8);
-    if !HDR_SIZES.contains(&hdr_size) {
-        return Ok(None);
-    }
-    let mut rest = vec![0u8; hdr_size as usize - BINARY_HEADER_BYTES];
-    if f.read_exact(&mut rest).is_err() {
-        return Ok(None);
-    }
-    head.extend_from_slice(&rest);
-    Ok(Some(head))
+    f.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
 }

@@ -1,13 +1,47 @@
-//! What is on a device, read-only: libblkid signatures and a check that the
-//! first and last MiB are zero. Nothing here writes.
+//! What is on a device, read-only: libblkid signatures, then the zero
+//! check that makes "blank" mean blank. Nothing here writes.
+//!
+//! A device is blank only if libblkid finds no signature and all of these
+//! are zero: the first 16 MiB (where LUKS2 keeps its headers and key
+//! material), the last MiB, [`SPREAD_SAMPLES`] blocks evenly spaced over
+//! the rest and [`RANDOM_SAMPLES`] blocks at random offsets (a host cannot
+//! know in advance which ones are read). Two exceptions, both left by our
+//! own interrupted first format and neither able to hide key material:
+//!
+//! * bytes 4096..16384 may hold JSON text (the primary LUKS2 JSON area is
+//!   written before the binary header that commits it, see
+//!   `commit::commit_new_header`);
+//! * for a volume with integrity, a dm-integrity superblock exactly at
+//!   16 MiB, and the samples in the [`INTEGRITY_WINDOW_BYTES`] from there
+//!   (its journal), are tolerated: libcryptsetup formats them before our
+//!   header is written.
+//!
+//! Why formatting such a device loses nothing: with the first 16 MiB zero,
+//! no keyslot exists, so whatever was encrypted there is already beyond
+//! anyone's reach; data of any other kind shows up in the samples.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use libblkid_rs::{BlkidProbe, BlkidProbeRet, BlkidSublks, BlkidSublksFlags};
+use rand::Rng;
 
-/// How much of each end of a device must be zero for it to count as blank.
-pub const BLANK_CHECK_BYTES: u64 = 1 << 20;
+use super::header::params::{DATA_OFFSET, HDR_SIZE};
+
+/// The start of a device that must be zero (the LUKS2 metadata area).
+pub const HEAD_BYTES: u64 = DATA_OFFSET;
+/// The end of a device that must be zero.
+pub const TAIL_BYTES: u64 = 1 << 20;
+/// Evenly spaced sample blocks between the two.
+pub const SPREAD_SAMPLES: u64 = 64;
+/// Sample blocks at random offsets between the two.
+pub const RANDOM_SAMPLES: u64 = 16;
+pub const SAMPLE_BYTES: u64 = 4096;
+/// How far past 16 MiB an interrupted dm-integrity format may have written:
+/// its superblock and journal (the kernel's default journal is at most
+/// 64 MiB).
+pub const INTEGRITY_WINDOW_BYTES: u64 = 80 << 20;
+const INTEGRITY_MAGIC: &[u8; 8] = b"integrt\0";
 
 /// What a device holds, as far as formatting decisions go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +56,14 @@ pub enum Contents {
     Signatures(Vec<String>),
     /// No signature, but data: plain dm-crypt, random fill, or a filesystem
     /// libblkid does not know. `region` says where non-zero bytes were seen.
-    Data { region: &'static str },
+    Data { region: String },
 }
 
 /// Probes `device` with libblkid (superblocks, including ones with bad
-/// checksums, and partition tables) and reads both ends.
-pub fn inspect(device: &Path) -> Result<Contents, String> {
+/// checksums, and partition tables), then runs the zero check. `integrity`:
+/// the volume is configured with integrity, so an interrupted dm-integrity
+/// format of ours is tolerated.
+pub fn inspect(device: &Path, integrity: bool) -> Result<Contents, String> {
     let found = signatures(device)?;
     if found.len() == 1 && found[0] == "crypto_LUKS2" {
         return Ok(Contents::Luks2);
@@ -35,7 +71,9 @@ pub fn inspect(device: &Path) -> Result<Contents, String> {
     if !found.is_empty() {
         return Ok(Contents::Signatures(found));
     }
-    match nonzero_region(device).map_err(|e| format!("cannot read {}: {e}", device.display()))? {
+    match nonzero_region(device, integrity)
+        .map_err(|e| format!("cannot read {}: {e}", device.display()))?
+    {
         Some(region) => Ok(Contents::Data { region }),
         None => Ok(Contents::Blank),
     }
@@ -93,18 +131,94 @@ pub fn signatures(device: &Path) -> Result<Vec<String>, String> {
     Ok(found)
 }
 
-/// `Some("first MiB")`/`Some("last MiB")` if that end holds a non-zero byte.
-pub fn nonzero_region(device: &Path) -> std::io::Result<Option<&'static str>> {
+/// Where `device` holds a byte the blank rule does not allow (see the
+/// module documentation), or `None` when it is blank.
+pub fn nonzero_region(device: &Path, integrity: bool) -> std::io::Result<Option<String>> {
     let mut f = std::fs::File::open(device)?;
     let size = f.seek(SeekFrom::End(0))?;
-    let span = BLANK_CHECK_BYTES.min(size);
-    for (region, start) in [("first MiB", 0), ("last MiB", size - span)] {
-        f.seek(SeekFrom::Start(start))?;
-        let mut buf = vec![0u8; span as usize];
-        f.read_exact(&mut buf)?;
-        if buf.iter().any(|&b| b != 0) {
-            return Ok(Some(region));
+    let head = HEAD_BYTES.min(size);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < head {
+        let n = (head - at).min(buf.len() as u64) as usize;
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = forbidden_in_head(at, &buf[..n]) {
+            return Ok(Some(format!("first 16 MiB (byte {})", at + i as u64)));
+        }
+        at += n as u64;
+    }
+    let tail_start = size.saturating_sub(TAIL_BYTES).max(head);
+    if read_nonzero(&mut f, tail_start, size - tail_start, &mut buf)? {
+        return Ok(Some("last MiB".to_owned()));
+    }
+    if tail_start <= head {
+        return Ok(None);
+    }
+    let mut block = vec![0u8; SAMPLE_BYTES as usize];
+    let integrity_window = integrity && {
+        f.seek(SeekFrom::Start(DATA_OFFSET))?;
+        f.read_exact(&mut block)?;
+        &block[..8] == INTEGRITY_MAGIC
+    };
+    for off in sample_offsets(head, tail_start) {
+        if integrity_window && off < DATA_OFFSET + INTEGRITY_WINDOW_BYTES {
+            continue;
+        }
+        if read_nonzero(&mut f, off, SAMPLE_BYTES.min(tail_start - off), &mut block)? {
+            return Ok(Some(format!("sample block at byte {off}")));
         }
     }
     Ok(None)
+}
+
+/// The first byte in a chunk of the head (starting at `at`) that may not
+/// be there: anything but zero, except JSON text in the primary JSON area.
+fn forbidden_in_head(at: u64, chunk: &[u8]) -> Option<usize> {
+    let end = at + chunk.len() as u64;
+    // The part of the chunk inside the JSON area, as indices into it.
+    let json = (4096u64.clamp(at, end) - at) as usize..(HDR_SIZE.clamp(at, end) - at) as usize;
+    let text = |b: u8| b == 0 || b == b'\n' || (0x20..0x7f).contains(&b);
+    let nonzero = |from: usize, part: &[u8]| part.iter().position(|&b| b != 0).map(|i| from + i);
+    nonzero(0, &chunk[..json.start])
+        .or_else(|| {
+            chunk[json.clone()]
+                .iter()
+                .position(|&b| !text(b))
+                .map(|i| json.start + i)
+        })
+        .or_else(|| nonzero(json.end, &chunk[json.end..]))
+}
+
+fn read_nonzero(f: &mut std::fs::File, at: u64, len: u64, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        f.seek(SeekFrom::Start(at + done))?;
+        f.read_exact(&mut buf[..n])?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(true);
+        }
+        done += n as u64;
+    }
+    Ok(false)
+}
+
+/// Block-aligned sample offsets in `start..end`: evenly spaced, then random.
+pub fn sample_offsets(start: u64, end: u64) -> Vec<u64> {
+    let blocks = (end - start) / SAMPLE_BYTES;
+    if blocks == 0 {
+        return vec![start];
+    }
+    let mut rng = rand::thread_rng();
+    let spread = (0..SPREAD_SAMPLES).map(|i| i * blocks / SPREAD_SAMPLES);
+    let random: Vec<u64> = (0..RANDOM_SAMPLES)
+        .map(|_| rng.gen_range(0..blocks))
+        .collect();
+    let mut all: Vec<u64> = spread
+        .chain(random)
+        .map(|b| start + b * SAMPLE_BYTES)
+        .collect();
+    all.dedup();
+    all
 }

@@ -5,6 +5,17 @@
 use serde_json::json;
 
 use super::*;
+use crate::storage::state::{header_token, TokenState};
+
+/// Our token's shape with a placeholder MAC (the MAC itself is
+/// `state::tests`' business).
+fn token(state: TokenState) -> Value {
+    json!({"type": "cvm-init", "keyslots": [], "state": state.as_str(), "version": 2, "mac": "ab".repeat(32)})
+}
+
+fn header_token_state(v: &Value) -> Result<Option<TokenState>, HeaderError> {
+    header_token(v).map(|t| t.map(|t| t.state))
+}
 
 /// The metadata libcryptsetup 2.6.1 writes for a cvm-init volume (from
 /// `cryptsetup luksDump --dump-json-metadata` of one, salts shortened).
@@ -17,7 +28,7 @@ fn ours(integrity: bool) -> Value {
                      "encryption": "aes-xts-plain64", "key_size": 64},
             "kdf": {"type": "pbkdf2", "hash": "sha256", "iterations": 1000, "salt": "kCirSw=="}
         }},
-        "tokens": {"0": {"type": "cvm-init", "keyslots": [], "state": "ready", "version": 1}},
+        "tokens": {},
         "segments": {"0": {
             "type": "crypt", "offset": "16777216", "size": "dynamic", "iv_tweak": "0",
             "encryption": "aes-xts-plain64", "sector_size": 4096
@@ -29,6 +40,7 @@ fn ours(integrity: bool) -> Value {
         "config": {"json_size": "12288", "keyslots_size": "16744448",
                    "flags": ["no-read-workqueue", "no-write-workqueue"]}
     });
+    v["tokens"]["0"] = token(TokenState::Ready);
     if integrity {
         v["segments"]["0"]["integrity"] = json!({"type": "hmac(sha256)", "journal_encryption": "none", "journal_integrity": "none"});
         v["keyslots"]["0"]["key_size"] = json!(96);
@@ -205,8 +217,10 @@ fn refuses_foreign_tokens_and_missing_state() {
     assert_eq!(refuse(&v, &PLAIN), HeaderError::TokenCount { found: 2 });
     for (k, val) in [
         ("state", json!("done")),
-        ("version", json!(2)),
+        ("version", json!(1)),
+        ("version", json!(3)),
         ("keyslots", json!(["0"])),
+        ("mac", json!("short")),
     ] {
         let mut v = ours(false);
         v["tokens"]["0"][k] = val;
@@ -220,12 +234,12 @@ fn refuses_foreign_tokens_and_missing_state() {
 #[test]
 fn token_states() {
     let mut v = ours(false);
-    v["tokens"]["0"] = TokenState::Provisioning.token_json();
+    v["tokens"]["0"] = token(TokenState::Provisioning);
     assert_eq!(
         header_token_state(&v).unwrap(),
         Some(TokenState::Provisioning)
     );
-    v["tokens"]["0"] = TokenState::Ready.token_json();
+    v["tokens"]["0"] = token(TokenState::Ready);
     assert_eq!(header_token_state(&v).unwrap(), Some(TokenState::Ready));
 }
 

@@ -156,6 +156,9 @@ pub struct Options {
     /// (`failure.debug_image = true`) may do. For the with/without
     /// comparison of the verity root's cost.
     pub unverified_root: bool,
+    /// Boot this cvm-init binary instead of the one just built (an older
+    /// revision, for a before/after comparison in the same run).
+    pub cvm_init: Option<PathBuf>,
 }
 
 impl AgentBench {
@@ -179,7 +182,10 @@ impl AgentBench {
 
     /// Like [`new`](Self::new), with the image built as `options` say.
     pub fn with_options(dir: &Path, options: Options) -> Result<Self> {
-        let bins = build_binaries()?;
+        let mut bins = build_binaries()?;
+        if let Some(other) = &options.cvm_init {
+            bins.cvm_init = other.clone();
+        }
         let kernel = kernel::fetch_kernel(&crate::cache_dir())?;
         std::fs::create_dir_all(dir)?;
         let res = dir.join("resources/default");
@@ -518,6 +524,9 @@ pub struct GoodBoot {
     pub volume: String,
     /// "wrote <text>" or "read <text>".
     pub workload: String,
+    /// The action the workload read from `/run/cvm-init/volumes/data.json`
+    /// (`provisioned`, `resumed` or `unlocked`).
+    pub volume_status: String,
     /// Agent start to `switch_root` as PID 1, or to the end of `cvm-init
     /// boot` under another init, as the agent measured it.
     pub handoff_ms: Option<u64>,
@@ -555,6 +564,7 @@ pub fn good_boot_with(
         bail!("expected the volume line, got {volume:?}\n{}", vm.output());
     }
     let done = expect(&mut vm, bench.done_marker(), t)?;
+    let status = expect(&mut vm, "WORKLOAD: volume ", t)?;
     let mut patterns = vec!["WORKLOAD: wrote ", "WORKLOAD: read "];
     patterns.extend_from_slice(FAILURE_MARKERS);
     let (i, workload) = vm.wait_for_any(&patterns, t)?;
@@ -570,6 +580,12 @@ pub fn good_boot_with(
     let broker_cert = std::fs::read_to_string(&bench.tls.cert)?;
     vm.kill()?;
     Ok(GoodBoot {
+        volume_status: status
+            .split("WORKLOAD: volume ")
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
         volume_ms: number_after(&volume, " in "),
         volume,
         workload: workload

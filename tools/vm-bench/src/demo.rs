@@ -100,6 +100,32 @@ pub fn run(dir: &Path, bench_unlock: bool) -> Result<DemoReport> {
         );
         report.unverified = Some(unlock);
     }
+    if let Some(old) = std::env::var_os("VM_BENCH_BASELINE_CVM_INIT") {
+        step(7, "unlock time before and after: the same two boots with the baseline cvm-init binary, same run");
+        let base = AgentBench::with_options(
+            &dir.join("baseline"),
+            agent::Options {
+                cvm_init: Some(old.into()),
+                ..agent::Options::default()
+            },
+        )?;
+        let base_data = base.blank_disk("data.img", 64)?;
+        agent::good_boot(&base, &base_data, "boot1.log")?;
+        let mut base_ms = Vec::new();
+        let mut ours_ms = vec![second.volume_ms];
+        for i in 0..3 {
+            let b = agent::good_boot(&base, &base_data, &format!("unlock{i}.log"))?;
+            ensure!(b.volume.contains("Unlocked"), "{}", b.volume);
+            base_ms.push(b.volume_ms);
+            if i > 0 {
+                let o = agent::good_boot(&bench, &data, &format!("unlock{i}.log"))?;
+                ours_ms.push(o.volume_ms);
+            }
+        }
+        println!(
+            "unlock (agent's volume step: assess, unlock, check, mount), ms: baseline {base_ms:?}, this build {ours_ms:?}"
+        );
+    }
     report.first = Some(first);
     report.second = Some(second);
     println!(

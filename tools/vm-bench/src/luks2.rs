@@ -26,6 +26,24 @@ const CSUM_LEN: usize = 64;
 /// the forgery, without it they are left stale (libcryptsetup must then
 /// refuse the header itself).
 pub fn forge(image: &Path, fix_checksum: bool, edit: impl FnOnce(&mut Value)) -> Result<()> {
+    forge_copies(image, fix_checksum, false, edit)
+}
+
+/// Like [`forge`] with checksums fixed, but writes only the secondary copy
+/// and gives it the primary's seqid + 1, so a LUKS2 reader prefers it over
+/// the untouched, valid primary.
+pub fn forge_secondary(image: &Path, edit: impl FnOnce(&mut Value)) -> Result<()> {
+    forge_copies(image, true, true, edit)
+}
+
+const SEQID_OFFSET: usize = 16;
+
+fn forge_copies(
+    image: &Path,
+    fix_checksum: bool,
+    secondary_only: bool,
+    edit: impl FnOnce(&mut Value),
+) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -52,7 +70,11 @@ pub fn forge(image: &Path, fix_checksum: bool, edit: impl FnOnce(&mut Value)) ->
     if text.len() >= hdr_size - BINARY_HDR {
         bail!("forged JSON does not fit the JSON area");
     }
+    let seqid = u64::from_be_bytes(primary[SEQID_OFFSET..SEQID_OFFSET + 8].try_into()?);
     for (offset, magic) in [(0, b"LUKS\xba\xbe"), (hdr_size, b"SKUL\xba\xbe")] {
+        if secondary_only && offset == 0 {
+            continue;
+        }
         let mut hdr = vec![0u8; hdr_size];
         f.seek(SeekFrom::Start(offset as u64))?;
         f.read_exact(&mut hdr)?;
@@ -61,6 +83,9 @@ pub fn forge(image: &Path, fix_checksum: bool, edit: impl FnOnce(&mut Value)) ->
         }
         hdr[BINARY_HDR..].fill(0);
         hdr[BINARY_HDR..BINARY_HDR + text.len()].copy_from_slice(&text);
+        if secondary_only {
+            hdr[SEQID_OFFSET..SEQID_OFFSET + 8].copy_from_slice(&(seqid + 1).to_be_bytes());
+        }
         if fix_checksum {
             hdr[CSUM_OFFSET..CSUM_OFFSET + CSUM_LEN].fill(0);
             let sum = Sha256::digest(&hdr);
