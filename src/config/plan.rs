@@ -87,20 +87,31 @@ impl fmt::Display for Plan {
         for v in &c.volumes {
             writeln!(
                 f,
-                "volume {}: {} -> /dev/mapper/{} -> {} ({:?}{}), key {} ({:?}), {}",
+                "volume {}: {} -> /dev/mapper/{} -> {} ({:?}{}{}), key {} ({:?}), {}{}",
                 v.name,
                 v.device,
                 v.name,
                 v.mountpoint.display(),
                 v.filesystem,
                 if v.integrity { ", integrity" } else { "" },
+                if v.discard { ", discards passed" } else { "" },
                 v.key,
                 v.key_derivation,
                 if v.format {
                     "formatted on first boot only if blank"
                 } else {
                     "never formatted"
-                }
+                },
+                v.luks_uuid
+                    .as_deref()
+                    .map(|u| format!(", LUKS UUID pinned to {u}"))
+                    .unwrap_or_default()
+            )?;
+        }
+        if let Some(id) = &c.instance_id {
+            writeln!(
+                f,
+                "instance identity {id:?}: bound into every volume key and state token"
             )?;
         }
         for s in &c.secrets {

@@ -229,3 +229,18 @@ fn instance_id_comes_from_init_data_only_when_allowed_and_unset() {
     let e = d.apply(&pinned).unwrap_err().to_string();
     assert!(e.contains("already sets"), "{e}");
 }
+
+#[test]
+fn host_mountpoints_cannot_climb_out_of_mount_under() {
+    for mount in ["/sysroot/srv/../etc", "/sysroot/srv/./x/../../etc"] {
+        let part = format!(
+            "[[volume]]\nname = \"v\"\ndevice = \"/dev/vdc\"\nkey = \"a/b/c\"\nmountpoint = \"{mount}\"\n"
+        );
+        let d = parse(doc("sha256", &part)).expect("parse");
+        let e = d.apply(&measured()).unwrap_err().to_string();
+        assert!(
+            e.contains("mountpoint") || e.contains("not below"),
+            "{mount}: {e}"
+        );
+    }
+}

@@ -2,7 +2,6 @@
 //! as a detached header, then committed to the device in an order that a
 //! power cut cannot tear (see [`commit_new_header`]).
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use libcryptsetup_rs::consts::flags::{CryptActivate, CryptVolumeKey};
@@ -11,9 +10,7 @@ use libcryptsetup_rs::{CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, Either,
 use serde_json::Value;
 
 use super::header::{params::*, Expected};
-use super::luks::{
-    crypt_err, keyslot_pbkdf, persistent_flags, private_dir, remove_if_present, RemoveOnDrop,
-};
+use super::luks::{crypt_err, keyslot_pbkdf, persistent_flags, private_file};
 use super::ondisk;
 use super::StorageError;
 use crate::secrets::Secret;
@@ -38,22 +35,15 @@ pub(crate) fn build_header(
     keyslot_key: &Secret,
     token: impl FnOnce(&Value) -> Result<Value, StorageError>,
 ) -> Result<Vec<u8>, StorageError> {
-    private_dir(volume, run_dir)?;
-    let path = run_dir.join(format!("{volume}.new-luks2-header"));
+    let cleanup = private_file(volume, run_dir, "new-luks2-header", |f| {
+        f.set_len(DATA_OFFSET)
+    })?;
+    let path = cleanup.path().to_owned();
     let file_err = |source| StorageError::RunDir {
         volume: volume.to_owned(),
         path: path.clone(),
         source,
     };
-    remove_if_present(&path).map_err(file_err)?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|f| f.set_len(DATA_OFFSET))
-        .map_err(file_err)?;
-    let cleanup = RemoveOnDrop(Some(path.clone()));
     {
         let mut cd = CryptInit::init_with_data_device(Either::Right((&path, device)))
             .map_err(crypt_err(volume, device, "open the new header file"))?;

@@ -97,7 +97,7 @@ pub(super) fn crypt_err(
     }
 }
 
-pub(super) fn remove_if_present(path: &Path) -> std::io::Result<()> {
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -132,7 +132,7 @@ impl std::fmt::Debug for HeaderCopy {
 }
 
 /// Creates `run_dir` if needed and makes it private (0700).
-pub(super) fn private_dir(volume: &str, run_dir: &Path) -> Result<(), StorageError> {
+fn private_dir(volume: &str, run_dir: &Path) -> Result<(), StorageError> {
     let err = |source| StorageError::RunDir {
         volume: volume.to_owned(),
         path: run_dir.to_owned(),
@@ -153,31 +153,17 @@ pub fn open_header_copy(
     device: &Path,
     run_dir: &Path,
 ) -> Result<HeaderCopy, StorageError> {
-    private_dir(volume, run_dir)?;
-    let path = run_dir.join(format!("{volume}.luks2-header"));
-    let file_err = |source| StorageError::RunDir {
-        volume: volume.to_owned(),
-        path: path.clone(),
-        source,
-    };
     let image = ondisk::read_start(device, DATA_OFFSET).map_err(|e| StorageError::Probe {
         volume: volume.to_owned(),
         device: device.to_owned(),
         problem: format!("cannot read its LUKS2 metadata: {e}"),
     })?;
-    remove_if_present(&path).map_err(file_err)?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| {
-            use std::io::Write;
-            f.write_all(&image)
-        })
-        .map_err(file_err)?;
-    // From here on the file is ours; remove it on any error below.
-    let cleanup = RemoveOnDrop(Some(path.clone()));
+    // From here on the file is ours; removed on any error below.
+    let cleanup = private_file(volume, run_dir, "luks2-header", |f| {
+        use std::io::Write;
+        f.write_all(&image)
+    })?;
+    let path = cleanup.path().to_owned();
     let mut cd = CryptInit::init_with_data_device(Either::Right((&path, device)))
         .map_err(crypt_err(volume, device, "open the header copy"))?;
     cd.context_handle()
@@ -226,9 +212,41 @@ pub fn open_header_copy(
     })
 }
 
-pub(super) struct RemoveOnDrop(pub(super) Option<PathBuf>);
+/// Creates `<run_dir>/<volume>.<suffix>` afresh (0600, in the 0700
+/// `run_dir`) and fills it with `fill`; the file is removed when the
+/// returned guard drops, unless disarmed.
+pub(super) fn private_file(
+    volume: &str,
+    run_dir: &Path,
+    suffix: &str,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<RemoveOnDrop, StorageError> {
+    private_dir(volume, run_dir)?;
+    let path = run_dir.join(format!("{volume}.{suffix}"));
+    let err = |source| StorageError::RunDir {
+        volume: volume.to_owned(),
+        path: path.clone(),
+        source,
+    };
+    remove_if_present(&path).map_err(err)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(err)?;
+    let guard = RemoveOnDrop(Some(path.clone()));
+    fill(&mut f).map_err(err)?;
+    Ok(guard)
+}
+
+pub(super) struct RemoveOnDrop(Option<PathBuf>);
 
 impl RemoveOnDrop {
+    pub(super) fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
     fn disarm(mut self) -> PathBuf {
         self.0.take().unwrap_or_default()
     }
