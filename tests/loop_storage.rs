@@ -1203,3 +1203,56 @@ fn inspect_volume_says_what_a_boot_would_do_without_writing() {
     let (ok, out) = inspect_cli(&fx.dir.path().join("missing"), &[]);
     assert!(!ok && out.contains("cannot"), "{out}");
 }
+
+#[test]
+fn no_single_byte_edit_of_the_headers_makes_a_ready_volume_formattable() {
+    // The host edits one byte anywhere in the two header copies (binary
+    // headers, JSON areas), with or without fixing the checksum afterwards.
+    // Whatever it hits, a boot with format = true either unlocks (the edit
+    // landed in a copy that is then ignored) or refuses; it never formats
+    // or resumes provisioning, and assessing never writes the device.
+    use sha2::Digest as _;
+    let fx = Fixture::new();
+    let (vol, dev) = provisioned(&fx, KeyDerivation::Hkdf, true);
+    let pristine = snapshot(&dev);
+    let mut seed = 0x5eed_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut unlocked, mut refused) = (0, 0);
+    for i in 0..120 {
+        fs::write(&dev, &pristine).unwrap();
+        // Half the edits in the binary headers' meaningful bytes, half in
+        // the JSON text.
+        let copy = if next() % 2 == 0 { 0 } else { 16384 };
+        let at = copy
+            + if i % 2 == 0 {
+                (next() % 512) as usize
+            } else {
+                4096 + (next() % 1500) as usize
+            };
+        let mut image = pristine.clone();
+        image[at] ^= 1 << (next() % 8);
+        if i % 3 == 0 {
+            // Re-checksum the edited copy, as a forger would.
+            let mut hdr = image[copy..copy + 16384].to_vec();
+            hdr[448..512].fill(0);
+            let sum = sha2::Sha256::digest(&hdr);
+            image[copy + 448..copy + 448 + 32].copy_from_slice(&sum);
+        }
+        fs::write(&dev, &image).unwrap();
+        match assess(&vol, &dev, &fx.env(), &keys(&vol)) {
+            Ok(Disposition::Unlock(_)) => unlocked += 1,
+            Ok(other) => panic!("edit of byte {at}: {other:?}"),
+            Err(_) => refused += 1,
+        }
+        assert!(
+            snapshot(&dev) == image,
+            "assessing wrote the device (byte {at})"
+        );
+    }
+    println!("120 single-byte header edits: {unlocked} still unlock, {refused} refused, none formattable");
+}
