@@ -594,3 +594,41 @@ fn collect_explicit_snp_without_tee_fails() {
     let err = assert_fails(&o);
     assert!(err.contains("/dev/sev-guest"), "{err}");
 }
+
+#[test]
+fn decode_azure_hcl_reports_and_vtpm_evidence() {
+    let v = decode_json("other/azure-snp-vtpm/evidence-v1.json");
+    assert_eq!(v["format"], "az-snp-vtpm");
+    assert_eq!(v["tpm_quote"]["extra_data"], "6368616c6c656e6765");
+    assert_eq!(v["tpm_quote"]["signed_by_hcl_ak"], true);
+    assert_eq!(
+        v["tpm_quote"]["pcrs"][0],
+        "e15c44796beabf46abcec7c57e590942041e47497e4ec27571c8b7664f48dced"
+    );
+    let v = decode_json("other/azure-tdx-vtpm/evidence-v1.json");
+    assert_eq!(v["format"], "az-tdx-vtpm");
+    assert!(v["td_quote"].is_object(), "{v}");
+    let v = decode_json("other/azure-snp-vtpm/hcl-report.bin");
+    assert_eq!(v["tee"], "snp");
+    assert_eq!(v["ak_rsa_bits"], 2048);
+    let o = run(&[
+        "evidence",
+        "decode",
+        &sample("other/azure-tdx-vtpm/hcl-report.bin"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("TDREPORT report_data: 9734504f"),
+        "{}",
+        stdout(&o)
+    );
+    // --vcek is for plain SNP reports: say how to use it here.
+    let o = run(&[
+        "evidence",
+        "decode",
+        &sample("other/azure-snp-vtpm/hcl-report.bin"),
+        "--vcek",
+        &sample("other/azure-snp-vtpm/vcek.pem"),
+    ]);
+    assert!(assert_fails(&o).contains("0x20..0x4C0"));
+}

@@ -33,6 +33,9 @@ fn read_optional(path: Option<&Path>, what: &str) -> Result<Option<Vec<u8>>> {
 /// `cvm-init evidence decode FILE [--json] [--vcek FILE [--ask FILE] [--ark FILE]]`.
 pub fn decode(file: &Path, json: bool, certs: Option<&SnpCerts<'_>>) -> Result<()> {
     let bytes = read_file(file, "evidence file")?;
+    if decode_azure(file, &bytes, json, certs.is_some())? {
+        return Ok(());
+    }
     let decoded =
         evidence::decode(&bytes).with_context(|| format!("cannot decode {}", file.display()))?;
 
@@ -55,6 +58,52 @@ pub fn decode(file: &Path, json: bool, certs: Option<&SnpCerts<'_>>) -> Result<(
         }
         Ok(())
     }
+}
+
+/// An Azure HCL report, or Trustee's az-snp-vtpm / az-tdx-vtpm evidence
+/// JSON: decoded, its internal bindings checked (claims, AK, quote, PCRs).
+/// `Ok(false)` when the input is neither.
+fn decode_azure(file: &Path, bytes: &[u8], json: bool, verify: bool) -> Result<bool> {
+    use evidence::azure;
+    let text_json = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    let parsed: Option<serde_json::Value> = if text_json {
+        serde_json::from_slice(bytes).ok()
+    } else {
+        None
+    };
+    let azure_json = parsed.as_ref().filter(|v| {
+        v.get("hcl_report").is_some() || (v.get("report").is_some() && v.get("quote").is_some())
+    });
+    if !bytes.starts_with(azure::HCL_MAGIC) && azure_json.is_none() {
+        return Ok(false);
+    }
+    if verify {
+        bail!(
+            "{}: --vcek verifies a plain SNP report; for Azure evidence, extract the inner report (bytes 0x20..0x4C0 of the HCL report) and verify that",
+            file.display()
+        );
+    }
+    let (text, value) = match azure_json {
+        Some(v) => {
+            let e = azure::parse_evidence(v)
+                .with_context(|| format!("cannot decode {}", file.display()))?;
+            (e.to_string(), e.summary_json())
+        }
+        None => {
+            let h = azure::parse_hcl(bytes)
+                .with_context(|| format!("cannot decode {}", file.display()))?;
+            (h.to_string(), h.summary_json())
+        }
+    };
+    if json {
+        print_json(&value)?;
+    } else {
+        println!("{text}");
+    }
+    Ok(true)
 }
 
 /// Checks an SNP report's signature and certificate chain; refuses TDX.

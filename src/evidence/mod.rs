@@ -8,6 +8,7 @@
 //! input: sizes are checked before any field is read, and every error says
 //! what was wrong and what the caller can do about it.
 
+pub mod azure;
 pub mod snp;
 pub mod tdx;
 
@@ -137,6 +138,10 @@ pub enum EvidenceError {
          length field; the quote is truncated"
     )]
     TdxSignatureDataOverrun { declared: u32, available: usize },
+
+    // ---- Azure vTPM evidence -----------------------------------------------
+    #[error("{what}: {reason}")]
+    Azure { what: &'static str, reason: String },
 
     // ---- format sniffing --------------------------------------------------
     /// Neither an SNP report nor a TDX quote.
