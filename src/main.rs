@@ -88,6 +88,10 @@ enum EvidenceCommand {
         /// ARK (DER or PEM).
         #[arg(long, value_name = "FILE", requires = "vcek")]
         ark: Option<PathBuf>,
+        /// Verify an NVIDIA GPU report against this PEM certificate chain
+        /// (leaf first), up to NVIDIA's built-in device identity root.
+        #[arg(long, value_name = "FILE", conflicts_with = "vcek")]
+        gpu_chain: Option<PathBuf>,
     },
     /// Read the live hardware report for diagnosis, print it decoded and
     /// optionally save the raw bytes.
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
                     ref vcek,
                     ref ask,
                     ref ark,
+                    ref gpu_chain,
                 },
         } => {
             let certs = vcek.as_deref().map(|vcek| cli::evidence::SnpCerts {
@@ -150,7 +155,7 @@ fn main() -> ExitCode {
                 ask: ask.as_deref(),
                 ark: ark.as_deref(),
             });
-            cli::evidence::decode(file, json, certs.as_ref())
+            cli::evidence::decode(file, json, certs.as_ref(), gpu_chain.as_deref())
         }
         Command::Evidence {
             command:

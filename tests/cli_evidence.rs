@@ -632,3 +632,40 @@ fn decode_azure_hcl_reports_and_vtpm_evidence() {
     ]);
     assert!(assert_fails(&o).contains("0x20..0x4C0"));
 }
+
+#[test]
+fn decode_and_verify_an_nvidia_gpu_report() {
+    let report = sample("gpu/hopperAttestationReport.txt");
+    let v = run_json(&[
+        "evidence",
+        "decode",
+        &report,
+        "--json",
+        "--gpu-chain",
+        &sample("gpu/hopper_cert_chain_case1.txt"),
+    ]);
+    assert_eq!(
+        v["requester_nonce"],
+        "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
+    );
+    assert_eq!(v["driver_version"], "550.90.07");
+    assert_eq!(v["vbios_version"], "96.00.9f.00.01");
+    assert!(v["verified_leaf_sha256"].is_string());
+    let o = run(&[
+        "evidence",
+        "decode",
+        &report,
+        "--gpu-chain",
+        &sample("gpu/hopper_cert_chain_case3.txt"),
+    ]);
+    assert!(assert_fails(&o).contains("does not reach"));
+    // --gpu-chain on something else says what it is for.
+    let o = run(&[
+        "evidence",
+        "decode",
+        &sample("other/azure-snp-vtpm/hcl-report.bin"),
+        "--gpu-chain",
+        &sample("gpu/hopper_cert_chain_case1.txt"),
+    ]);
+    assert!(assert_fails(&o).contains("NVIDIA GPU attestation report"));
+}

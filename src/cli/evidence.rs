@@ -31,8 +31,22 @@ fn read_optional(path: Option<&Path>, what: &str) -> Result<Option<Vec<u8>>> {
 }
 
 /// `cvm-init evidence decode FILE [--json] [--vcek FILE [--ask FILE] [--ark FILE]]`.
-pub fn decode(file: &Path, json: bool, certs: Option<&SnpCerts<'_>>) -> Result<()> {
+pub fn decode(
+    file: &Path,
+    json: bool,
+    certs: Option<&SnpCerts<'_>>,
+    gpu_chain: Option<&Path>,
+) -> Result<()> {
     let bytes = read_file(file, "evidence file")?;
+    if decode_gpu(file, &bytes, json, gpu_chain)? {
+        return Ok(());
+    }
+    if gpu_chain.is_some() {
+        bail!(
+            "{}: --gpu-chain verifies an NVIDIA GPU attestation report (SPDM, starting 11 e0), and this is not one",
+            file.display()
+        );
+    }
     if decode_azure(file, &bytes, json, certs.is_some())? {
         return Ok(());
     }
@@ -58,6 +72,73 @@ pub fn decode(file: &Path, json: bool, certs: Option<&SnpCerts<'_>>) -> Result<(
         }
         Ok(())
     }
+}
+
+/// An NVIDIA GPU attestation report (binary or hex text), optionally
+/// verified against its chain. `Ok(false)` when the input is not one.
+fn decode_gpu(file: &Path, bytes: &[u8], json: bool, chain: Option<&Path>) -> Result<bool> {
+    use evidence::gpu;
+    let head = bytes.get(..4).unwrap_or_default();
+    if head != [0x11, 0xe0, 0x01, 0xff] && !head.eq_ignore_ascii_case(b"11e0") {
+        return Ok(false);
+    }
+    let report =
+        gpu::parse_report(bytes).with_context(|| format!("cannot decode {}", file.display()))?;
+    let verified = match chain {
+        None => None,
+        Some(p) => {
+            let text = String::from_utf8(read_file(p, "GPU certificate chain")?)
+                .with_context(|| format!("{} is not PEM text", p.display()))?;
+            let leaf = gpu::verify_chain(&gpu::pem_chain(&text)?)?;
+            report.verify_signature(&leaf)?;
+            Some(gpu::fingerprint(&leaf))
+        }
+    };
+    let measurements: serde_json::Map<String, serde_json::Value> = report
+        .blocks
+        .iter()
+        .map(|b| (b.index.to_string(), hex::encode(&b.value).into()))
+        .collect();
+    let value = serde_json::json!({
+        "format": "nvidia-spdm-measurements",
+        "requester_nonce": hex::encode(report.requester_nonce),
+        "responder_nonce": hex::encode(report.responder_nonce),
+        "driver_version": report.driver_version(),
+        "vbios_version": report.vbios_version(),
+        "measurement_count": report.blocks.len(),
+        "measurements": measurements,
+        "verified_leaf_sha256": verified,
+    });
+    if json {
+        print_json(&value)?;
+    } else {
+        println!("NVIDIA GPU attestation report (SPDM 1.1 MEASUREMENTS, ECDSA P-384)");
+        println!(
+            "  nonce (requester): {}",
+            hex::encode(report.requester_nonce)
+        );
+        println!(
+            "  driver {}, VBIOS {}",
+            report.driver_version().unwrap_or_default(),
+            report.vbios_version().unwrap_or_default()
+        );
+        println!("  {} measurement blocks", report.blocks.len());
+        for b in report
+            .blocks
+            .iter()
+            .filter(|b| b.value.iter().any(|&x| x != 0))
+        {
+            println!("  measurement {:>2}: {}", b.index, hex::encode(&b.value));
+        }
+        match verified {
+            Some(fp) => println!(
+                "  verified: signature by the chain's leaf (SHA-256 {fp}), chain up to NVIDIA Device Identity CA (SHA-256 {})",
+                gpu::NVIDIA_ROOT_SHA256
+            ),
+            None => println!("  not verified (give --gpu-chain FILE)"),
+        }
+    }
+    Ok(true)
 }
 
 /// An Azure HCL report, or Trustee's az-snp-vtpm / az-tdx-vtpm evidence

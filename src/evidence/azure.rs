@@ -87,7 +87,7 @@ impl HclReport {
 }
 
 fn hcl_err(reason: impl Into<String>) -> EvidenceError {
-    EvidenceError::Azure {
+    EvidenceError::Invalid {
         what: "HCL report",
         reason: reason.into(),
     }
@@ -238,7 +238,7 @@ pub const TPM_ST_ATTEST_QUOTE: u16 = 0x8018;
 pub const TPM_ALG_SHA256: u16 = 0x000b;
 
 fn quote_err(reason: impl Into<String>) -> EvidenceError {
-    EvidenceError::Azure {
+    EvidenceError::Invalid {
         what: "TPM quote",
         reason: reason.into(),
     }
@@ -390,7 +390,7 @@ pub struct AzureEvidence {
 }
 
 fn json_err(reason: impl Into<String>) -> EvidenceError {
-    EvidenceError::Azure {
+    EvidenceError::Invalid {
         what: "Azure vTPM evidence JSON",
         reason: reason.into(),
     }

@@ -9,6 +9,7 @@
 //! what was wrong and what the caller can do about it.
 
 pub mod azure;
+pub mod gpu;
 pub mod snp;
 pub mod tdx;
 
@@ -139,9 +140,9 @@ pub enum EvidenceError {
     )]
     TdxSignatureDataOverrun { declared: u32, available: usize },
 
-    // ---- Azure vTPM evidence -----------------------------------------------
+    // ---- Azure vTPM evidence, GPU reports -----------------------------------
     #[error("{what}: {reason}")]
-    Azure { what: &'static str, reason: String },
+    Invalid { what: &'static str, reason: String },
 
     // ---- format sniffing --------------------------------------------------
     /// Neither an SNP report nor a TDX quote.
