@@ -453,9 +453,12 @@ pub fn parse_evidence(json: &Value) -> Result<AzureEvidence, EvidenceError> {
     let quote = verify_quote(&message, &signature, &hcl.ak()?, &pcrs)?;
     let vcek = match json.get("vcek") {
         None => None,
-        Some(Value::String(s)) if s.contains("-----BEGIN") => {
-            Some(pem_der(s).ok_or_else(|| json_err("vcek PEM has no certificate"))?)
-        }
+        Some(Value::String(s)) if s.contains("-----BEGIN") => Some(
+            super::gpu::pem_chain(s)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| json_err("vcek PEM has no certificate"))?,
+        ),
         Some(v) => Some(bytes_of(v, "vcek")?),
     };
     let td_quote = json
@@ -470,15 +473,6 @@ pub fn parse_evidence(json: &Value) -> Result<AzureEvidence, EvidenceError> {
         vcek,
         td_quote,
     })
-}
-
-/// The first certificate of a PEM text, as DER.
-fn pem_der(pem: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
-    let end = pem[start..].find("-----END CERTIFICATE-----")? + start;
-    let body: String = pem[start..end].split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 impl HclReport {

@@ -40,6 +40,13 @@ pub const NVIDIA_ROOT_PEM: &str = include_str!("nvidia-device-identity-ca.pem");
 pub const NVIDIA_ROOT_SHA256: &str =
     "102bf659d5419614c9d8e6aecebc80454eb26b1df6a769ac720b9a690b167b48";
 
+fn pem_err(reason: impl Into<String>) -> EvidenceError {
+    EvidenceError::Invalid {
+        what: "PEM certificates",
+        reason: reason.into(),
+    }
+}
+
 fn err(reason: impl Into<String>) -> EvidenceError {
     EvidenceError::Invalid {
         what: "GPU attestation report",
@@ -225,7 +232,8 @@ impl GpuReport {
     }
 }
 
-/// The DER certificates of a PEM text, in order.
+/// The DER certificates of a PEM text, in order (text around them, such as
+/// comments, is skipped).
 pub fn pem_chain(text: &str) -> Result<Vec<Vec<u8>>, EvidenceError> {
     use base64::Engine as _;
     let mut out = Vec::new();
@@ -234,18 +242,18 @@ pub fn pem_chain(text: &str) -> Result<Vec<Vec<u8>>, EvidenceError> {
         let body_at = b + "-----BEGIN CERTIFICATE-----".len();
         let e = rest[body_at..]
             .find("-----END CERTIFICATE-----")
-            .ok_or_else(|| err("a PEM certificate has no END line"))?
+            .ok_or_else(|| pem_err("a PEM certificate has no END line"))?
             + body_at;
         let body: String = rest[body_at..e].split_whitespace().collect();
         out.push(
             base64::engine::general_purpose::STANDARD
                 .decode(body)
-                .map_err(|e| err(format!("a PEM certificate is not base64: {e}")))?,
+                .map_err(|e| pem_err(format!("a PEM certificate is not base64: {e}")))?,
         );
         rest = &rest[e..];
     }
     if out.is_empty() {
-        return Err(err("no PEM certificate in the chain"));
+        return Err(pem_err("no PEM certificate in the chain"));
     }
     Ok(out)
 }
