@@ -459,8 +459,10 @@ pub fn prepare_volume(
     };
     // VM tier from here: activation, the mapping check, integrity tags,
     // mkfs, state "ready".
+    // `assess` verified this copy's token; the copy is private, so reading
+    // the recorded size back needs no second MAC check.
     let recorded = match action {
-        VolumeAction::Unlocked => authenticate(vol, &copy, keys)?.data_sectors,
+        VolumeAction::Unlocked => claimed_token(vol, &copy)?.data_sectors,
         _ => None,
     };
     let key = keys.keyslot(copy.luks_uuid())?;
