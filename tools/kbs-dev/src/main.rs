@@ -10,6 +10,7 @@
 mod policy;
 mod server;
 mod tls;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
