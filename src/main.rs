@@ -96,7 +96,7 @@ enum EvidenceCommand {
     /// Read the live hardware report for diagnosis, print it decoded and
     /// optionally save the raw bytes.
     Collect {
-        /// Which attester: auto, snp, tdx or simulated (simulated also needs
+        /// Which attester: auto, snp, tdx, az-snp-vtpm, az-tdx-vtpm or simulated (simulated also needs
         /// --allow-simulated-tee).
         #[arg(long, default_value = "auto", value_name = "KIND")]
         attester: cvm_init::config::AttesterKind,

@@ -139,6 +139,8 @@ impl Fixture {
             tsm: dir.path().join("tsm"),
             dev: dir.path().join("dev"),
             ccel: dir.path().join("CCEL"),
+            tpm: dir.path().join("dev/tpmrm0"),
+            imds: "http://127.0.0.1:9".into(),
         };
         std::fs::create_dir_all(paths.tsm.join("report")).expect("report dir");
         std::fs::create_dir_all(&paths.dev).expect("dev dir");

@@ -16,10 +16,12 @@
 //! rather than being imported from `broker`, since `attest` and `broker` do
 //! not import each other (DESIGN.md); a unit test checks both agree.
 
+pub mod azure;
 pub mod detect;
 pub mod sim;
 pub mod snp;
 pub mod tdx;
+pub mod tpm;
 pub mod tsm;
 
 use std::fmt;
@@ -87,6 +89,10 @@ pub struct Paths {
     pub dev: PathBuf,
     /// The TDX CC event log, `/sys/firmware/acpi/tables/data/CCEL`.
     pub ccel: PathBuf,
+    /// The TPM resource manager, `/dev/tpmrm0` (Azure's vTPM).
+    pub tpm: PathBuf,
+    /// The Azure IMDS base URL (VCEK, TD quotes): `attester.azure_imds`.
+    pub imds: String,
 }
 
 /// The real `/dev`; the `sev` crate opens `/dev/sev-guest` by this fixed path.
@@ -98,6 +104,8 @@ impl Default for Paths {
             tsm: PathBuf::from("/sys/kernel/config/tsm"),
             dev: PathBuf::from(REAL_DEV),
             ccel: PathBuf::from("/sys/firmware/acpi/tables/data/CCEL"),
+            tpm: PathBuf::from("/dev/tpmrm0"),
+            imds: azure::DEFAULT_IMDS.to_owned(),
         }
     }
 }
@@ -228,6 +236,37 @@ pub enum AttestError {
 
     #[error("cannot serialise the evidence to JSON: {0}")]
     Json(#[from] serde_json::Error),
+
+    #[error("{0}")]
+    Tpm(Box<tpm::TpmError>),
+
+    #[error("Azure vTPM: the HCL report in {from} is not usable: {reason}")]
+    AzureHcl { from: String, reason: String },
+
+    #[error(
+        "Azure vTPM: the attestation key at {tpm} handle 0x81000003 is not the HCLAkPub key the \
+         HCL report binds: a quote by it would not verify. Something replaced the paravisor's AK; \
+         reboot the VM (the paravisor provisions it at boot)"
+    )]
+    AzureAkMismatch { tpm: String },
+
+    #[error("Azure vTPM: the TPM quote is not usable: {reason}")]
+    AzureQuote { reason: String },
+
+    #[error(
+        "Azure IMDS {url}: {reason}. The instance metadata service (169.254.169.254) serves the \
+         VCEK (SNP) and the TD quote (TDX); check that the VM's network is up before cvm-init \
+         runs and that nothing blocks link-local HTTP. IMDS is host-served: it is only a cache of \
+         collateral, the broker checks the VCEK's chain to AMD and the quote's to Intel"
+    )]
+    AzureImds { url: String, reason: String },
+
+    #[error(
+        "init-data cannot be checked on an Azure vTPM CVM: the hardware report's launch register \
+         (HOST_DATA / MRCONFIGID) belongs to the paravisor, not to a document the host passed. \
+         Remove [init_data] from the config for Azure images"
+    )]
+    AzureNoHostData,
 }
 
 /// Formats probe results one per line for error messages.
@@ -289,7 +328,11 @@ pub fn from_config(
             host_data,
         ))));
     }
-    select(config.kind, allow, paths)
+    let paths = Paths {
+        imds: config.azure_imds.clone(),
+        ..paths.clone()
+    };
+    select(config.kind, allow, &paths)
 }
 
 fn simulated(sim: sim::SimAttester) -> sim::SimAttester {
@@ -318,14 +361,74 @@ pub fn select_with(
     paths: &Paths,
     fs: Arc<dyn TsmFs>,
 ) -> Result<Box<dyn Attester>, AttestError> {
+    let tpm = paths
+        .tpm
+        .exists()
+        .then(|| Box::new(tpm::DeviceTransport::new(&paths.tpm)) as Box<dyn tpm::TpmTransport>);
+    select_all(kind, allow_simulated, paths, fs, tpm)
+}
+
+/// [`select_with`] with the TPM transport supplied too (`None`: no TPM).
+pub fn select_all(
+    kind: AttesterKind,
+    allow_simulated: bool,
+    paths: &Paths,
+    fs: Arc<dyn TsmFs>,
+    tpm: Option<Box<dyn tpm::TpmTransport>>,
+) -> Result<Box<dyn Attester>, AttestError> {
     if kind == AttesterKind::Simulated {
         if !allow_simulated {
             return Err(AttestError::SimulatedNotAllowed);
         }
         return Ok(Box::new(simulated(sim::SimAttester::new())));
     }
+    // Azure first: its guests may also show configfs-tsm or /dev/sev-guest,
+    // which do not give evidence a verifier can use there.
+    let mut azure_probe = Probe {
+        path: paths.tpm.clone(),
+        found: "absent (no TPM, so not an Azure vTPM CVM)".into(),
+    };
+    if matches!(
+        kind,
+        AttesterKind::Auto | AttesterKind::AzSnpVtpm | AttesterKind::AzTdxVtpm
+    ) {
+        if let Some(t) = tpm {
+            let t = tpm::Tpm::new(t);
+            match azure::probe(&t) {
+                Ok(Some(platform))
+                    if kind == AttesterKind::Auto || kind.azure() == Some(platform) =>
+                {
+                    let a = azure::AzureAttester::new(t, platform, azure::Imds::new(&paths.imds));
+                    log::info!("attester ({kind}): {}", a.describe());
+                    return Ok(Box::new(a));
+                }
+                Ok(Some(platform)) => {
+                    azure_probe.found = format!(
+                        "Azure vTPM with an HCL report for {}, not {kind}",
+                        platform.tee()
+                    )
+                }
+                Ok(None) => {
+                    azure_probe.found =
+                        "a TPM without the paravisor's HCL report (NV index 0x01400001): not an \
+                         Azure vTPM CVM"
+                            .into()
+                }
+                // An Azure kind asked for explicitly: the TPM's own error.
+                Err(e) if kind != AttesterKind::Auto => return Err(e),
+                Err(e) => azure_probe.found = format!("a TPM, but the HCL probe failed: {e}"),
+            }
+        }
+        if kind != AttesterKind::Auto {
+            return Err(AttestError::NotFound {
+                kind,
+                probes: vec![azure_probe],
+            });
+        }
+    }
     let tsm = Tsm::new(paths.tsm.clone(), fs);
-    let found = detect::detect(paths, &tsm);
+    let mut found = detect::detect(paths, &tsm);
+    found.probes.insert(0, azure_probe);
     let not_found = |expected: &str| match found.tsm_provider() {
         Some(other) => AttestError::ProviderMismatch {
             path: paths.tsm.join("report").join("<entry>").join("provider"),
@@ -344,8 +447,9 @@ pub fn select_with(
         AttesterKind::Tdx => {
             Box::new(tdx_from(&found, paths, tsm)?.ok_or_else(|| not_found(tsm::PROVIDER_TDX))?)
         }
-        // Simulated was handled above; auto never picks it.
-        AttesterKind::Auto | AttesterKind::Simulated => {
+        // Simulated and the Azure kinds were handled above; auto never
+        // picks the simulated TEE.
+        _ => {
             if let Some(a) = snp_from(&found, paths, tsm.clone())? {
                 Box::new(a)
             } else if let Some(a) = tdx_from(&found, paths, tsm)? {
@@ -410,6 +514,8 @@ mod tests {
             tsm: dir.join("sys/kernel/config/tsm"),
             dev: dir.join("dev"),
             ccel: dir.join("CCEL"),
+            tpm: dir.join("dev/tpmrm0"),
+            imds: "http://127.0.0.1:9".into(),
         }
     }
 
@@ -460,6 +566,7 @@ mod tests {
             assert_eq!(
                 probed,
                 [
+                    paths.tpm.clone(),
                     paths.tsm.join("report"),
                     paths.dev.join("sev-guest"),
                     paths.dev.join("tdx_guest")
@@ -518,6 +625,8 @@ mod tests {
             (AttesterKind::Auto, "auto"),
             (AttesterKind::Snp, "snp"),
             (AttesterKind::Tdx, "tdx"),
+            (AttesterKind::AzSnpVtpm, "az-snp-vtpm"),
+            (AttesterKind::AzTdxVtpm, "az-tdx-vtpm"),
             (AttesterKind::Simulated, "simulated"),
         ] {
             assert_eq!(serde_json::to_value(k).expect("ser"), s);

@@ -361,13 +361,31 @@ pub enum KeyAlgConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttesterKind {
-    /// Probe SNP, then TDX; never falls back to the simulated TEE.
+    /// Probe an Azure vTPM, then SNP, then TDX; never falls back to the
+    /// simulated TEE.
     #[default]
     Auto,
     Snp,
     Tdx,
+    /// Azure SEV-SNP CVM: the paravisor's HCL report and a quote by the vTPM.
+    #[serde(rename = "az-snp-vtpm")]
+    AzSnpVtpm,
+    /// Azure TDX CVM: the same, with a TD quote from the IMDS.
+    #[serde(rename = "az-tdx-vtpm")]
+    AzTdxVtpm,
     /// Development only; needs `allow_simulated` or `--allow-simulated-tee`.
     Simulated,
+}
+
+impl AttesterKind {
+    /// The platform behind Azure's paravisor, for the Azure kinds.
+    pub fn azure(self) -> Option<crate::attest::azure::Platform> {
+        match self {
+            AttesterKind::AzSnpVtpm => Some(crate::attest::azure::Platform::Snp),
+            AttesterKind::AzTdxVtpm => Some(crate::attest::azure::Platform::Tdx),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for AttesterKind {
@@ -376,6 +394,8 @@ impl fmt::Display for AttesterKind {
             AttesterKind::Auto => "auto",
             AttesterKind::Snp => "snp",
             AttesterKind::Tdx => "tdx",
+            AttesterKind::AzSnpVtpm => "az-snp-vtpm",
+            AttesterKind::AzTdxVtpm => "az-tdx-vtpm",
             AttesterKind::Simulated => "simulated",
         })
     }
@@ -388,15 +408,17 @@ impl std::str::FromStr for AttesterKind {
             "auto" => Ok(AttesterKind::Auto),
             "snp" => Ok(AttesterKind::Snp),
             "tdx" => Ok(AttesterKind::Tdx),
+            "az-snp-vtpm" => Ok(AttesterKind::AzSnpVtpm),
+            "az-tdx-vtpm" => Ok(AttesterKind::AzTdxVtpm),
             "simulated" => Ok(AttesterKind::Simulated),
             other => Err(format!(
-                "unknown attester {other:?}: expected auto, snp, tdx or simulated"
+                "unknown attester {other:?}: expected auto, snp, tdx, az-snp-vtpm, az-tdx-vtpm or simulated"
             )),
         }
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttesterConfig {
     #[serde(default)]
@@ -407,6 +429,25 @@ pub struct AttesterConfig {
     /// Simulated TEE only: the host data (hex) its fake report carries, as
     /// a hypervisor would set SNP HOST_DATA or TDX MRCONFIGID at launch.
     pub simulated_host_data: Option<String>,
+    /// Azure only: the instance metadata service that serves the VCEK and
+    /// TD quotes. A cache of collateral, never a trust anchor.
+    #[serde(default = "default_imds")]
+    pub azure_imds: String,
+}
+
+fn default_imds() -> String {
+    crate::attest::azure::DEFAULT_IMDS.to_owned()
+}
+
+impl Default for AttesterConfig {
+    fn default() -> Self {
+        AttesterConfig {
+            kind: AttesterKind::default(),
+            allow_simulated: false,
+            simulated_host_data: None,
+            azure_imds: default_imds(),
+        }
+    }
 }
 
 /// An encrypted volume (consumed by the storage stage).

@@ -186,8 +186,28 @@ impl Config {
                 ));
             }
         }
+        let imds = &self.attester.azure_imds;
+        let host = imds
+            .strip_prefix("http://")
+            .or_else(|| imds.strip_prefix("https://"));
+        if host.is_none_or(|h| h.is_empty() || h.contains(['/', '?', '#', ' '])) {
+            return Err(invalid(
+                "attester.azure_imds",
+                format!("{imds:?} is not a base URL"),
+                "leave it out (Azure's http://169.254.169.254), or write http://HOST[:PORT] \
+                 without a path",
+            ));
+        }
         if let Some(d) = &self.init_data {
             self.validate_init_data(d)?;
+            if self.attester.kind.azure().is_some() {
+                return Err(invalid(
+                    "init_data",
+                    format!("is set but the attester is {}", self.attester.kind),
+                    "remove [init_data]: on Azure the launch register belongs to the paravisor, \
+                     so a host-supplied document cannot be checked against it",
+                ));
+            }
         }
         self.validate_root()?;
         if self.failure.action == FailureAction::Shell && !self.failure.debug_image {

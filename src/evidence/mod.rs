@@ -10,6 +10,7 @@
 
 pub mod azure;
 pub mod gpu;
+pub mod hcl_stand_in;
 pub mod snp;
 pub mod tdx;
 
