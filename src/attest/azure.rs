@@ -36,6 +36,7 @@ use rsa::traits::PublicKeyParts as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+pub use super::imds::{Imds, DEFAULT_IMDS};
 use super::tpm::{Tpm, TpmError, NV_OWNER_RW};
 use super::{report_data, AttestError, Attester, HostData, RawEvidence, DIGEST_LEN};
 use crate::evidence::azure::{parse_evidence, parse_hcl, verify_quote, HclReport, HwReport};
@@ -53,9 +54,6 @@ const PCR_COUNT: u8 = 24;
 pub const REFRESH_WAIT: Duration = Duration::from_millis(2100);
 /// Reads of the report after writing user-data, before settling for v1.
 const REFRESH_READS: usize = 2;
-/// The Azure Instance Metadata Service.
-pub const DEFAULT_IMDS: &str = "http://169.254.169.254";
-const IMDS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which TEE sits behind the paravisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -303,110 +301,12 @@ impl Attester for AzureAttester {
                 Platform::Snp => "SEV-SNP",
                 Platform::Tdx => "TDX",
             },
-            self.imds.base
+            self.imds.base()
         )
     }
 
     fn host_data(&self) -> Result<HostData, AttestError> {
         Err(AttestError::AzureNoHostData)
-    }
-}
-
-/// The Azure Instance Metadata Service: VCEK certificates (SNP) and the TD
-/// quote service (TDX). Host-served, so only a cache of collateral.
-#[derive(Debug, Clone)]
-pub struct Imds {
-    base: String,
-}
-
-impl Imds {
-    pub fn new(base: &str) -> Self {
-        Imds {
-            base: base.trim_end_matches('/').to_owned(),
-        }
-    }
-
-    fn client(&self) -> Result<reqwest::blocking::Client, AttestError> {
-        reqwest::blocking::Client::builder()
-            .timeout(IMDS_TIMEOUT)
-            .no_proxy()
-            .build()
-            .map_err(|e| AttestError::AzureImds {
-                url: self.base.clone(),
-                reason: e.to_string(),
-            })
-    }
-
-    fn vcek_url(&self) -> String {
-        format!("{}/metadata/THIM/amd/certification", self.base)
-    }
-
-    fn quote_url(&self) -> String {
-        format!("{}/acc/tdquote", self.base)
-    }
-
-    fn json(
-        &self,
-        url: &str,
-        req: reqwest::blocking::RequestBuilder,
-    ) -> Result<Value, AttestError> {
-        let err = |reason: String| AttestError::AzureImds {
-            url: url.to_owned(),
-            reason,
-        };
-        let reply = req.send().map_err(|e| err(e.to_string()))?;
-        let status = reply.status();
-        if !status.is_success() {
-            return Err(err(format!("HTTP {status}")));
-        }
-        reply
-            .json()
-            .map_err(|e| err(format!("the reply is not JSON: {e}")))
-    }
-
-    /// The VCEK (DER) for this chip and TCB.
-    pub fn vcek(&self) -> Result<Vec<u8>, AttestError> {
-        let url = self.vcek_url();
-        let reply = self.json(&url, self.client()?.get(&url).header("Metadata", "true"))?;
-        let pem = reply
-            .get("vcekCert")
-            .and_then(Value::as_str)
-            .ok_or_else(|| AttestError::AzureImds {
-                url: url.clone(),
-                reason: "the reply has no vcekCert".into(),
-            })?;
-        let mut ders =
-            crate::evidence::gpu::pem_chain(pem).map_err(|e| AttestError::AzureImds {
-                url: url.clone(),
-                reason: format!("vcekCert: {e}"),
-            })?;
-        Ok(ders.swap_remove(0))
-    }
-
-    /// The TD quote of `tdreport` (1024 bytes).
-    pub fn td_quote(&self, tdreport: &[u8]) -> Result<Vec<u8>, AttestError> {
-        let url = self.quote_url();
-        let body = json!({
-            "report": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tdreport)
-        });
-        let reply = self.json(
-            &url,
-            self.client()?
-                .post(&url)
-                .header("Accept", "application/json")
-                .json(&body),
-        )?;
-        let quote = reply
-            .get("quote")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .trim_end_matches('=');
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(quote)
-            .map_err(|e| AttestError::AzureImds {
-                url,
-                reason: format!("`quote` is not base64url: {e}"),
-            })
     }
 }
 

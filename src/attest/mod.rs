@@ -18,6 +18,7 @@
 
 pub mod azure;
 pub mod detect;
+pub mod imds;
 pub mod sim;
 pub mod snp;
 pub mod tdx;

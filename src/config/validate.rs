@@ -187,13 +187,11 @@ impl Config {
             }
         }
         let imds = &self.attester.azure_imds;
-        let host = imds
-            .strip_prefix("http://")
-            .or_else(|| imds.strip_prefix("https://"));
+        let host = imds.strip_prefix("http://");
         if host.is_none_or(|h| h.is_empty() || h.contains(['/', '?', '#', ' '])) {
             return Err(invalid(
                 "attester.azure_imds",
-                format!("{imds:?} is not a base URL"),
+                format!("{imds:?} is not an http:// base URL"),
                 "leave it out (Azure's http://169.254.169.254), or write http://HOST[:PORT] \
                  without a path",
             ));

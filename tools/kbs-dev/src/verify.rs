@@ -10,7 +10,8 @@ use cvm_init::initdata::InitData;
 
 /// What kbs-dev reads from evidence (it does not check hardware signatures).
 pub struct Claims {
-    /// Sample: the 48-byte digest; SNP and TDX: the 64-byte REPORT_DATA.
+    /// Sample and Azure (the quote's extraData): the 48-byte digest; SNP and
+    /// TDX: the 64-byte REPORT_DATA.
     pub report_data: Vec<u8>,
     pub measurement: String,
     /// `SNP HOST_DATA`, `TDX MRCONFIGID` or `sample init_data`.
@@ -65,8 +66,46 @@ fn claims(tee: &str, evidence: &serde_json::Value) -> Result<Claims, String> {
                 host_data: quote.mr_config_id().to_vec(),
             })
         }
+        "az-snp-vtpm" | "az-tdx-vtpm" => azure_claims(tee, evidence),
         other => Err(format!("TEE {other} is not supported by kbs-dev")),
     }
+}
+
+/// Azure vTPM evidence: the claims bind the AK, the AK signed the quote,
+/// the PCRs hash to it (all in `parse_evidence`); the nonce is the quote's
+/// extraData, and in v2 also the HCL report's `user-data`, whose SHA-256
+/// is in the hardware report. Not checked: the AMD/Intel signature over
+/// the hardware report (kbs-dev has no collateral; the test rigs use
+/// stand-in reports).
+fn azure_claims(tee: &str, evidence: &serde_json::Value) -> Result<Claims, String> {
+    let ev = cvm_init::evidence::azure::parse_evidence(evidence).map_err(|e| e.to_string())?;
+    if ev.tee() != tee {
+        return Err(format!("{tee} evidence holds a {} report", ev.tee()));
+    }
+    if ev.version == 2 {
+        let user = ev.hcl.user_data().unwrap_or_default();
+        let n = ev.quote.extra_data.len();
+        if user.get(..n) != Some(&ev.quote.extra_data[..]) {
+            return Err(format!(
+                "{tee} v2: the HCL report's user-data {} does not carry the quoted nonce",
+                hex::encode(&user)
+            ));
+        }
+    }
+    let measurement = match (&ev.hcl.hw, &ev.td_quote) {
+        (cvm_init::evidence::azure::HwReport::Snp(r), _) => hex::encode(r.measurement()),
+        (_, Some(q)) => {
+            let q = cvm_init::evidence::tdx::parse_quote(q).map_err(|e| e.to_string())?;
+            hex::encode(q.measurement())
+        }
+        _ => return Err(format!("{tee} evidence has no td_quote")),
+    };
+    Ok(Claims {
+        report_data: ev.quote.extra_data.clone(),
+        measurement,
+        register: "Azure paravisor (no host data)",
+        host_data: Vec::new(),
+    })
 }
 
 /// Checks the evidence binds `digest`; returns its claims.
@@ -76,7 +115,7 @@ pub fn verify(
     digest: &[u8; 48],
 ) -> Result<Claims, String> {
     let c = claims(tee, evidence)?;
-    let expected = if tee == "sample" {
+    let expected = if matches!(tee, "sample" | "az-snp-vtpm" | "az-tdx-vtpm") {
         digest.to_vec()
     } else {
         report_data(digest).to_vec()

@@ -136,6 +136,10 @@ pub struct AgentBench {
     /// The generator's run (log, time), when there is a generator.
     pub generated: Option<distro_initrd::Built>,
     broker: Option<Child>,
+    /// The Azure-like vTPM ([`Options::azure_vtpm`]), its stand-in IMDS's
+    /// port, and the swtpm serving the current boot.
+    vtpm: Option<(crate::vtpm::Vtpm, u16)>,
+    swtpm: std::sync::Mutex<Option<crate::vtpm::Running>>,
 }
 
 /// How the bench's measured image differs from the default.
@@ -159,6 +163,9 @@ pub struct Options {
     /// Boot this cvm-init binary instead of the one just built (an older
     /// revision, for a before/after comparison in the same run).
     pub cvm_init: Option<PathBuf>,
+    /// A real TPM 2.0 (swtpm) provisioned like Azure's paravisor does, and
+    /// `kind = "auto"` instead of the simulated TEE ([`crate::vtpm`]).
+    pub azure_vtpm: bool,
 }
 
 impl AgentBench {
@@ -229,6 +236,14 @@ impl AgentBench {
             generator: options.generator,
             generated: None,
             broker: None,
+            vtpm: match options.azure_vtpm {
+                true => Some((
+                    crate::vtpm::Vtpm::provision(dir)?,
+                    crate::vtpm::spawn_imds()?,
+                )),
+                false => None,
+            },
+            swtpm: std::sync::Mutex::new(None),
         };
         bench.start_broker(&[])?;
         match options.generator {
@@ -293,6 +308,12 @@ impl AgentBench {
     /// below that initrd's root mount point.
     pub fn config(&self) -> String {
         let mut config = self.base_config();
+        if let Some((_, imds)) = &self.vtpm {
+            config = config.replace(
+                "kind = \"simulated\"\nallow_simulated = true\n",
+                &format!("kind = \"auto\"\nazure_imds = \"http://10.0.2.2:{imds}\"\n"),
+            );
+        }
         if let Some(h) = &self.host_data {
             config = config.replace(
                 "allow_simulated = true\n",
@@ -467,6 +488,16 @@ action = "halt"
             spec.append = format!("{} {append}", spec.append);
         }
         spec.log = Some(self.dir.join(log_name));
+        if let Some((vtpm, _)) = &self.vtpm {
+            let running = vtpm.start(&self.dir)?;
+            spec.extra_args.extend(running.qemu_args());
+            // QEMU loads the initramfs at the top of low memory, over the
+            // end of the ACPI tables once the TPM's 64 KiB event log pushes
+            // them past the 160 KiB it reserves: the kernel then finds no
+            // TPM in ACPI. Probe the TIS at its fixed address instead.
+            spec.append = format!("{} tpm_tis.force=1 tpm_tis.interrupts=0", spec.append);
+            *self.swtpm.lock().unwrap_or_else(|p| p.into_inner()) = Some(running);
+        }
         if let Some(doc) = &self.init_data {
             spec.extra_args.push("-fw_cfg".into());
             spec.extra_args

@@ -44,6 +44,7 @@ pub mod qemu;
 pub mod rootfs;
 pub mod scan;
 pub mod smoke;
+pub mod vtpm;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,8 @@ pub const HOST_TOOLS: &[(&str, &str)] = &[
     ("dpkg-deb", "dpkg"),
     ("ldd", "libc-bin"),
     ("xz", "xz-utils"),
+    ("swtpm", "swtpm"),
+    ("tpm2_createprimary", "tpm2-tools"),
 ];
 
 /// The Debian packages providing the [`HOST_TOOLS`] that are not on PATH

@@ -575,3 +575,40 @@ fn vm_pid1_drops_the_environment_the_host_put_on_the_command_line() {
     // mkfs ran (the volume was provisioned) from the same cleaned
     // environment the workload's init inherited.
 }
+
+/// Azure's protocol on a real TPM 2.0: swtpm provisioned on the host like
+/// the paravisor provisions its vTPM (AK at 0x81000003, a stand-in HCL
+/// report binding it at NV 0x01400001), `kind = "auto"` finds it, the
+/// guest quotes with it, kbs-dev checks the claims, the quote and its
+/// nonce: the first boot provisions, the second unlocks.
+#[test]
+fn vm_azure_vtpm_attests_first_boot_provisions_second_unlocks() {
+    let Some(_g) = one_vm_at_a_time() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bench = AgentBench::with_options(
+        dir.path(),
+        agent::Options {
+            azure_vtpm: true,
+            ..agent::Options::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let data = bench.blank_disk("data.img", 64).unwrap();
+    let first = provision(&bench, &data);
+    let text = first.workload.trim_start_matches("wrote ").to_owned();
+    let second = agent::good_boot(&bench, &data, "unlock.log").unwrap();
+    assert!(second.volume.contains("Unlocked"), "{}", second.volume);
+    assert_eq!(second.workload, format!("read {text}"));
+    let broker = bench.broker_log();
+    assert_eq!(
+        broker.matches("/attest ok").count(),
+        2,
+        "two attested boots:\n{broker}"
+    );
+    assert!(broker.contains("tee az-snp-vtpm"), "{broker}");
+    assert!(!broker.contains("sample"), "no simulated TEE:\n{broker}");
+    let guest = std::fs::read_to_string(dir.path().join("unlock.log")).unwrap();
+    assert!(guest.contains("Azure vTPM at /dev/tpmrm0"), "{guest}");
+    assert!(guest.contains("az-snp-vtpm: evidence v1"), "{guest}");
+    assert!(!guest.contains("SIMULATED"), "{guest}");
+}
