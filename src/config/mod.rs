@@ -407,6 +407,36 @@ pub struct AttesterConfig {
     /// Simulated TEE only: the host data (hex) its fake report carries, as
     /// a hypervisor would set SNP HOST_DATA or TDX MRCONFIGID at launch.
     pub simulated_host_data: Option<String>,
+    /// NVIDIA confidential-computing GPUs attested next to the CPU TEE
+    /// (docs/gpu-attestation.md).
+    #[serde(default)]
+    pub gpus: GpuPolicy,
+}
+
+/// Whether the broker session carries NVIDIA GPU evidence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuPolicy {
+    /// No GPU evidence; NVML is never loaded.
+    #[default]
+    None,
+    /// Every GPU NVML lists is attested; no NVML library or no GPU means
+    /// no GPU evidence. A GPU that is present but not ready for
+    /// confidential computing is still an error.
+    IfPresent,
+    /// At least one GPU, all ready for confidential computing, checked
+    /// before the broker is contacted.
+    Required,
+}
+
+impl fmt::Display for GpuPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GpuPolicy::None => "none",
+            GpuPolicy::IfPresent => "if-present",
+            GpuPolicy::Required => "required",
+        })
+    }
 }
 
 /// An encrypted volume (consumed by the storage stage).
