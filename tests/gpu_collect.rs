@@ -337,3 +337,20 @@ fn if_present_without_a_library_fetches_without_gpu_evidence() {
     assert!(r.stderr().contains("GPUs: none attested"), "{}", r.stderr());
     assert!(!b.log().contains("nvidia"), "{}", b.log());
 }
+
+#[test]
+fn evidence_collect_gpu_prints_the_nvidia_evidence() {
+    let lib = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(stub(), lib.path().join("libnvidia-ml.so.1")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cvm-init"))
+        .args(["evidence", "collect-gpu", "--nonce", SAMPLE_NONCE])
+        .env("LD_LIBRARY_PATH", lib.path())
+        .env("NVML_STUB_MODE", "ok")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("verified locally"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["device_evidence_list"][0]["uuid"], STUB_UUID);
+}
