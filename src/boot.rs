@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::attest::gpu::{GpuCollector, GpuError};
 use crate::attest::{self, AttestError, Paths};
 use crate::broker::jwe::{EphemeralKey, JweError, KeyAlg};
 use crate::broker::{BrokerClient, BrokerError};
 use crate::config::tripwire::{self, Tripped};
-use crate::config::{Config, KeyAlgConfig, ResourcePath, RootIntegrity};
+use crate::config::{Config, GpuPolicy, KeyAlgConfig, ResourcePath, RootIntegrity};
 use crate::initdata::{self, InitDataError};
 use crate::secrets::{self, DeliveryError, Secret, Storage, Target};
 use crate::storage::{self, RootCheckEnv, StorageEnv, StorageError, VolumeAction};
@@ -39,6 +40,8 @@ pub struct BootEnv {
 pub enum BootError {
     #[error("attestation: {0}")]
     Attest(#[from] AttestError),
+    #[error("GPU attestation: {0}")]
+    Gpu(#[from] GpuError),
     #[error("ephemeral key: {0}")]
     Key(#[from] JweError),
     #[error("key broker: {0}")]
@@ -91,7 +94,13 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     let mut fetched: HashMap<ResourcePath, Secret> = HashMap::new();
     if init_data.is_some() || !config.plan().resources.is_empty() {
         let attester = attest::from_config(&config.attester, env.allow_simulated, &env.attest)?;
+        // GPUs the policy asks for are checked (present, CC mode) before
+        // the broker is contacted.
+        let gpus = GpuCollector::from_policy(config.attester.gpus)?;
         let mut client = BrokerClient::new(&config.broker)?;
+        if let Some(g) = gpus {
+            client = client.with_gpus(g);
+        }
         if let Some(d) = &init_data {
             // Nothing from the host is used before this check.
             d.verify(&attester.host_data()?)?;
@@ -99,6 +108,12 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
             client = client.with_init_data(d.to_wire());
         }
         let plan = config.plan();
+        if plan.resources.is_empty() && config.attester.gpus != GpuPolicy::None {
+            log::warn!(
+                "GPUs: not attested and not set ready: the config fetches no resource, so there \
+                 is no broker session to attest them in"
+            );
+        }
         if !plan.resources.is_empty() {
             let key = EphemeralKey::generate(match config.broker.key_alg {
                 KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,

@@ -58,7 +58,8 @@ enum Command {
         #[arg(long)]
         volume: Option<String>,
     },
-    /// Decode, verify or collect attestation evidence (SNP reports, TDX quotes).
+    /// Decode, verify or collect attestation evidence (SNP reports, TDX
+    /// quotes, NVIDIA GPU reports).
     ///
     /// These commands do not read the config.
     Evidence {
@@ -110,6 +111,18 @@ enum EvidenceCommand {
         /// Print the summary as JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Read every NVIDIA confidential-computing GPU's attestation report
+    /// and certificate chain through NVML (libnvidia-ml.so.1), checked as
+    /// `attester.gpus = "required"` checks them, and print the `nvidia`
+    /// evidence JSON the broker would get. Does not set the GPUs ready.
+    CollectGpu {
+        /// The 32-byte nonce to request, hex (default: 32 zero bytes).
+        #[arg(long, value_name = "HEX")]
+        nonce: Option<String>,
+        /// Write the evidence JSON to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -172,6 +185,13 @@ fn main() -> ExitCode {
             output.as_deref(),
             json,
         ),
+        Command::Evidence {
+            command:
+                EvidenceCommand::CollectGpu {
+                    ref nonce,
+                    ref output,
+                },
+        } => cli::evidence::collect_gpu(nonce.as_deref(), output.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

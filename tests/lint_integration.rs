@@ -219,6 +219,23 @@ fn failure_drop_ins_verify_on_both_units() {
 }
 
 #[test]
+fn gpu_drop_in_verifies_on_the_booted_system_unit() {
+    if !have("systemd-analyze", "systemd") {
+        return;
+    }
+    let conf = repo().join("systemd/examples/gpus-after-driver.conf");
+    let dir = unit_dir(&[(UNITS[1], &conf)]);
+    // The driver's unit, as the NVIDIA packages install it.
+    fs::write(
+        dir.path().join("nvidia-persistenced.service"),
+        "[Unit]\nDescription=stub of the NVIDIA persistence daemon\n\
+         [Service]\nType=forking\nExecStart=/bin/true\n",
+    )
+    .expect("write stub");
+    verify(dir.path(), &[UNITS[1]]);
+}
+
+#[test]
 fn workload_drop_in_verifies_on_a_workload() {
     if !have("systemd-analyze", "systemd") {
         return;

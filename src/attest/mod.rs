@@ -7,6 +7,9 @@
 //!   never chosen by `auto` and refused without an explicit opt-in
 //!   (invariant 6).
 //!
+//! NVIDIA GPUs are not a TEE of their own but evidence sent next to the
+//! CPU's: [`gpu::GpuCollector`].
+//!
 //! [`select`] turns the configured [`AttesterKind`] into an attester; see
 //! [`detect`] for how `auto` probes. Every hardware path comes from
 //! [`Paths`], so tests point them at a temporary directory.
@@ -18,6 +21,7 @@
 
 pub mod azure;
 pub mod detect;
+pub mod gpu;
 pub mod imds;
 pub mod sim;
 pub mod snp;

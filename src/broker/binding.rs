@@ -73,6 +73,41 @@ pub fn runtime_data_digest(
     Ok(Sha384::digest(json.as_bytes()).into())
 }
 
+/// What the broker rebuilds for each additional (device) evidence: the
+/// runtime data without `additional-evidence`, which cannot contain itself.
+#[derive(Serialize)]
+struct DeviceRuntimeData<'a> {
+    nonce: &'a str,
+    #[serde(rename = "tee-pubkey")]
+    tee_pubkey: &'a TeePubKey,
+}
+
+/// SHA-384 over the RFC 8785 form of `{"nonce", "tee-pubkey"}`: the
+/// runtime data a device's evidence (a GPU's, in `additional_evidence`)
+/// binds. Trustee rebuilds it for every additional entry
+/// (kbs/src/attestation/backend.rs) and the NVIDIA verifier compares its
+/// first [`GPU_NONCE_LEN`] bytes with the SPDM request nonce
+/// (docs/gpu-evidence.md, section 1).
+pub fn device_data_digest(
+    nonce: &str,
+    tee_pubkey: &TeePubKey,
+) -> Result<[u8; DIGEST_LEN], BindingError> {
+    let json = canonical_json(&DeviceRuntimeData { nonce, tee_pubkey })?;
+    Ok(Sha384::digest(&json).into())
+}
+
+/// Length of an SPDM (GPU) nonce.
+pub const GPU_NONCE_LEN: usize = 32;
+
+/// The nonce a GPU report must carry: the first 32 bytes of
+/// [`device_data_digest`].
+pub fn gpu_nonce(nonce: &str, tee_pubkey: &TeePubKey) -> Result<[u8; GPU_NONCE_LEN], BindingError> {
+    let d = device_data_digest(nonce, tee_pubkey)?;
+    let mut out = [0u8; GPU_NONCE_LEN];
+    out.copy_from_slice(&d[..GPU_NONCE_LEN]);
+    Ok(out)
+}
+
 /// The 64-byte REPORT_DATA for SNP and TDX: the digest, then 16 zero bytes.
 pub fn report_data(digest: &[u8; DIGEST_LEN]) -> [u8; 64] {
     let mut out = [0u8; 64];
@@ -217,6 +252,20 @@ mod tests {
         assert_eq!(hex::encode(with_use), EC_USE_DIGEST);
         let ours = runtime_data_digest(NONCE, &ec_key(), "").unwrap();
         assert_ne!(with_use, ours);
+    }
+
+    /// OBJ = {"nonce": NONCE, "tee-pubkey": `ec_key()`} (no
+    /// additional-evidence member), computed as above.
+    const EC_DEVICE_DIGEST: &str = "aa29da4707a36a4cdb112f5ba622c8d08443b311fd3985eb\
+                                    197711c8fa3db695fbc4c0d05ec867f41e656490aee5120d";
+
+    #[test]
+    fn device_digest_omits_additional_evidence_and_matches_reference() {
+        let d = device_data_digest(NONCE, &ec_key()).unwrap();
+        assert_eq!(hex::encode(d), EC_DEVICE_DIGEST);
+        assert_ne!(hex::encode(d), EC_DIGEST);
+        let n = gpu_nonce(NONCE, &ec_key()).unwrap();
+        assert_eq!(n[..], d[..GPU_NONCE_LEN]);
     }
 
     #[test]

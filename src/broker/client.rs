@@ -19,6 +19,7 @@ use super::binding;
 use super::error::{excerpt, BrokerError, KbsErrorKind, PROTOCOL_VERSION};
 use super::jwe::EphemeralKey;
 use super::tls::{client_config, Pin};
+use crate::attest::gpu::GpuCollector;
 use crate::attest::Attester;
 use crate::config::{BrokerConfig, ResourcePath};
 use crate::retry::{retry, Attempt, Backoff, GaveUp};
@@ -34,6 +35,7 @@ pub struct BrokerClient {
     base: String,
     config: BrokerConfig,
     init_data: Option<kbs_types::InitData>,
+    gpus: Option<GpuCollector>,
 }
 
 /// An attested session: the cookie and the token.
@@ -85,6 +87,7 @@ impl BrokerClient {
             base: format!("{}/kbs/v0", config.url.trim_end_matches('/')),
             config: config.clone(),
             init_data: None,
+            gpus: None,
         })
     }
 
@@ -92,6 +95,14 @@ impl BrokerClient {
     /// against the VM's HOST_DATA / MRCONFIGID, see [`crate::initdata`]).
     pub fn with_init_data(mut self, init_data: kbs_types::InitData) -> Self {
         self.init_data = Some(init_data);
+        self
+    }
+
+    /// Sends the evidence of `gpus` with every `/attest`, as
+    /// `additional_evidence` `{"nvidia": ...}`, and lets the GPUs accept
+    /// work once the broker accepted it.
+    pub fn with_gpus(mut self, gpus: GpuCollector) -> Self {
+        self.gpus = Some(gpus);
         self
     }
 
@@ -200,12 +211,33 @@ impl BrokerClient {
         }
 
         let tee_pubkey = key.public_jwk();
-        let digest = binding::runtime_data_digest(&challenge.nonce, &tee_pubkey, "")
+        let additional = match &self.gpus {
+            None => String::new(),
+            Some(gpus) => {
+                // The GPUs bind the runtime data without the additional
+                // evidence (it cannot contain itself); the CPU's digest
+                // below then covers the GPU evidence.
+                let nonce = binding::gpu_nonce(&challenge.nonce, &tee_pubkey)
+                    .map_err(|e| BrokerError::Binding(e.to_string()))?;
+                let evidence = gpus.collect(&nonce)?;
+                serde_json::json!({ "nvidia": evidence }).to_string()
+            }
+        };
+        let digest = binding::runtime_data_digest(&challenge.nonce, &tee_pubkey, &additional)
             .map_err(|e| BrokerError::Binding(e.to_string()))?;
         log::info!(
-            "attesting{sim}: nonce {}, REPORT_DATA binds SHA-384 {}",
+            "attesting{sim}: nonce {}, REPORT_DATA binds SHA-384 {}{}",
             challenge.nonce,
-            hex::encode(digest)
+            hex::encode(digest),
+            if additional.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (with the evidence of {} GPU(s), {} bytes)",
+                    self.gpus.as_ref().map_or(0, |g| g.devices().len()),
+                    additional.len()
+                )
+            }
         );
         let evidence = attester.evidence(&digest)?;
         let attestation = Attestation {
@@ -216,7 +248,7 @@ impl BrokerClient {
             },
             tee_evidence: CompositeEvidence {
                 primary_evidence: evidence,
-                additional_evidence: String::new(),
+                additional_evidence: additional,
             },
         };
         let url = format!("{}/attest", self.base);
@@ -232,6 +264,9 @@ impl BrokerClient {
         }
         let TokenReply { token } = json_reply(reply, &url)?;
         log::info!("attestation accepted{sim}; session established");
+        if let Some(gpus) = &self.gpus {
+            gpus.set_ready()?;
+        }
         Ok(Session { cookie, token })
     }
 

@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::jwe::JweError;
 use super::tls::TlsError;
+use crate::attest::gpu::GpuError;
 use crate::attest::AttestError;
 
 /// The protocol version this agent speaks (KBS-PROTOCOL.md).
@@ -92,6 +93,8 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Attest(#[from] AttestError),
+    #[error("GPU evidence: {0}")]
+    Gpu(#[from] GpuError),
     #[error("cannot bind the evidence to the session: {0}")]
     Binding(String),
     #[error(

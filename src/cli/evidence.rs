@@ -306,6 +306,33 @@ pub fn collect(
     }
 }
 
+/// `cvm-init evidence collect-gpu [--nonce HEX] [--output FILE]`: the
+/// `nvidia` evidence of every GPU, as the broker session would send it.
+pub fn collect_gpu(nonce_hex: Option<&str>, output: Option<&Path>) -> Result<()> {
+    use cvm_init::attest::gpu::{GpuCollector, REPORT_NONCE_LEN};
+    let mut nonce = [0u8; REPORT_NONCE_LEN];
+    if let Some(h) = nonce_hex {
+        let bytes = hex::decode(h.trim()).context("the --nonce argument is not hex")?;
+        if bytes.len() != REPORT_NONCE_LEN {
+            bail!(
+                "the --nonce argument is {} bytes; a GPU nonce is {REPORT_NONCE_LEN}",
+                bytes.len()
+            );
+        }
+        nonce.copy_from_slice(&bytes);
+    }
+    let collector = GpuCollector::from_policy(cvm_init::config::GpuPolicy::Required)?
+        .context("no GPU to collect from")?;
+    let evidence = collector.collect(&nonce)?;
+    let text = serde_json::to_string_pretty(&evidence).context("serialising the evidence")?;
+    match output {
+        Some(p) => std::fs::write(p, format!("{text}\n"))
+            .with_context(|| format!("cannot write the evidence to {}", p.display()))?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
 /// Where `collect --output` wrote the report and aux blob.
 struct Written {
     report: PathBuf,

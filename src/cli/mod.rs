@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cvm_init::attest::gpu::GpuCollector;
 use cvm_init::attest::{self, Paths};
 use cvm_init::broker::jwe::{EphemeralKey, KeyAlg};
 use cvm_init::broker::BrokerClient;
@@ -100,7 +101,16 @@ pub fn fetch(
         &Paths::default(),
     )
     .context("choosing the attester")?;
+    let gpus = GpuCollector::from_policy(config.attester.gpus).with_context(|| {
+        format!(
+            "checking the GPUs (attester.gpus = \"{}\")",
+            config.attester.gpus
+        )
+    })?;
     let mut client = BrokerClient::new(&config.broker)?;
+    if let Some(g) = gpus {
+        client = client.with_gpus(g);
+    }
     // The broker's policy may look at the init-data; it is sent only once it
     // matches this VM's HOST_DATA / MRCONFIGID (its additions are for boot).
     if let Some(d) = initdata::load(config.init_data.as_ref())? {

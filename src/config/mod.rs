@@ -433,6 +433,10 @@ pub struct AttesterConfig {
     /// TD quotes. A cache of collateral, never a trust anchor.
     #[serde(default = "default_imds")]
     pub azure_imds: String,
+    /// NVIDIA confidential-computing GPUs attested next to the CPU TEE
+    /// (docs/gpu-attestation.md).
+    #[serde(default)]
+    pub gpus: GpuPolicy,
 }
 
 fn default_imds() -> String {
@@ -446,7 +450,34 @@ impl Default for AttesterConfig {
             allow_simulated: false,
             simulated_host_data: None,
             azure_imds: default_imds(),
+            gpus: GpuPolicy::default(),
         }
+    }
+}
+
+/// Whether the broker session carries NVIDIA GPU evidence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuPolicy {
+    /// No GPU evidence; NVML is never loaded.
+    #[default]
+    None,
+    /// Every GPU NVML lists is attested; no NVML library or no GPU means
+    /// no GPU evidence. A GPU that is present but not ready for
+    /// confidential computing is still an error.
+    IfPresent,
+    /// At least one GPU, all ready for confidential computing, checked
+    /// before the broker is contacted.
+    Required,
+}
+
+impl fmt::Display for GpuPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GpuPolicy::None => "none",
+            GpuPolicy::IfPresent => "if-present",
+            GpuPolicy::Required => "required",
+        })
     }
 }
 

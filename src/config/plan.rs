@@ -62,6 +62,13 @@ impl fmt::Display for Plan {
             ""
         };
         writeln!(f, "attester: {}{sim}", c.attester.kind)?;
+        if c.attester.gpus != GpuPolicy::None {
+            writeln!(
+                f,
+                "GPUs: {} (NVIDIA confidential computing, evidence from NVML sent with the CPU's)",
+                c.attester.gpus
+            )?;
+        }
         writeln!(f, "root: {}", root_line(c))?;
         if let Some(d) = &c.init_data {
             let allow: Vec<String> = d.allow.iter().map(ToString::to_string).collect();

@@ -419,3 +419,36 @@ fn instance_id_must_be_printable() {
     let e = err_of(&format!("instance_id = \"\"\n{MINIMAL}"));
     assert!(e.contains("instance_id"), "{e}");
 }
+
+#[test]
+fn gpus_default_to_none_and_take_the_three_policies() {
+    let c = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(c.attester.gpus, GpuPolicy::None);
+    assert!(!c.plan().to_string().contains("GPUs"));
+    for (text, want) in [
+        ("none", GpuPolicy::None),
+        ("if-present", GpuPolicy::IfPresent),
+        ("required", GpuPolicy::Required),
+    ] {
+        let c = Config::from_toml(&format!("{MINIMAL}\n[attester]\ngpus = \"{text}\"\n")).unwrap();
+        assert_eq!(c.attester.gpus, want);
+        assert_eq!(c.attester.gpus.to_string(), text);
+    }
+    let c = Config::from_toml(&format!("{MINIMAL}\n[attester]\ngpus = \"required\"\n")).unwrap();
+    assert!(
+        c.plan().to_string().contains("GPUs: required"),
+        "{}",
+        c.plan()
+    );
+    // A misspelt policy names the field and the accepted values.
+    let e = err_of(&format!("{MINIMAL}\n[attester]\ngpus = \"yes\"\n"));
+    assert!(e.contains("gpus") && e.contains("if-present"), "{e}");
+    let e = err_of(&format!("{MINIMAL}\n[attester]\ngpus = \"if_present\"\n"));
+    assert!(e.contains("if-present"), "{e}");
+}
+
+#[test]
+fn the_cmdline_cannot_change_the_gpu_policy() {
+    let o = Overrides::parse("cvm_init.gpus=none cvm_init.attester.gpus=none");
+    assert_eq!(o.ignored.len(), 2, "{:?}", o.ignored);
+}

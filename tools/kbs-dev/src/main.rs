@@ -2,7 +2,9 @@
 //! 0.4.0, for tests and demos on a loopback address. NOT FOR PRODUCTION:
 //! it keeps resources as plain files, its TLS CA key lives only in memory
 //! for one run, and it does not check SNP/TDX signatures against AMD or
-//! Intel roots (only the REPORT_DATA binding and the measurement).
+//! Intel roots (only the REPORT_DATA binding and the measurement). NVIDIA
+//! GPU evidence: the nonce binding always, signatures as
+//! `--gpu-signatures` says.
 //!
 //! It shares the wire types, the JWE code and the evidence decoders with
 //! the agent, nothing else.
@@ -58,6 +60,12 @@ pub struct Args {
     /// Apply status/html faults only to the first N requests (default: all).
     #[arg(long)]
     fault_count: Option<u64>,
+    /// NVIDIA GPU reports in additional_evidence: their nonce must always
+    /// bind the session; `warn` only logs a signature or chain to NVIDIA's
+    /// root that does not verify (tests use a stand-in NVML), `require`
+    /// refuses it.
+    #[arg(long, value_enum, default_value_t = verify::GpuSignatures::Warn)]
+    gpu_signatures: verify::GpuSignatures,
 }
 
 fn main() -> Result<()> {

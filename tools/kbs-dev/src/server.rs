@@ -22,7 +22,7 @@ use kbs_types::{Attestation, Request, TeePubKey};
 use rand::RngCore;
 
 use crate::policy::Policy;
-use crate::verify::{verify, verify_init_data};
+use crate::verify::{verify, verify_additional, verify_init_data, GpuSignatures};
 use crate::Args;
 
 const VERSION: &str = "0.4.0";
@@ -85,6 +85,7 @@ struct Broker {
     policy: Policy,
     faults: Vec<Fault>,
     fault_count: Option<u64>,
+    gpu_signatures: GpuSignatures,
     requests: AtomicU64,
     sessions: Mutex<HashMap<String, Session>>,
 }
@@ -101,6 +102,7 @@ pub async fn run(args: Args, policy: Policy) -> Result<()> {
         policy,
         faults: args.faults.clone(),
         fault_count: args.fault_count,
+        gpu_signatures: args.gpu_signatures,
         requests: AtomicU64::new(0),
         sessions: Mutex::new(HashMap::new()),
     });
@@ -304,6 +306,21 @@ async fn attest(State(b): State<Arc<Broker>>, headers: HeaderMap, body: Bytes) -
         Ok(c) => c,
         Err(why) => return fail(why),
     };
+    // The digest above covers the additional evidence string; here each
+    // device's own binding (its nonce) is checked.
+    match verify_additional(
+        &att.tee_evidence.additional_evidence,
+        &att.runtime_data.nonce,
+        &att.runtime_data.tee_pubkey,
+        b.gpu_signatures,
+    ) {
+        Ok(notes) => {
+            for n in notes {
+                eprintln!("kbs-dev: /attest: {n}");
+            }
+        }
+        Err(why) => return fail(why),
+    }
     let measurement = claims.measurement.clone();
     if let Some(init_data) = &att.init_data {
         match verify_init_data(&claims, init_data) {
