@@ -80,3 +80,47 @@ pub fn set_level(level: log::LevelFilter) {
 pub fn mark_debug_image() {
     DEBUG_IMAGE.store(true, Ordering::Relaxed);
 }
+
+/// An error and its causes on one line, each cause appended only when the
+/// text so far does not already say it: most of our messages embed their
+/// source (`"key broker: {0}"`), and `{:#}` would print it twice.
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod error_line_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner detail")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("stage: {0}")]
+        Embeds(#[from] Inner),
+        #[error("stage failed")]
+        Hides(#[source] Inner),
+    }
+
+    #[test]
+    fn each_cause_once() {
+        assert_eq!(
+            super::error_line(&Outer::Embeds(Inner)),
+            "stage: inner detail"
+        );
+        assert_eq!(
+            super::error_line(&Outer::Hides(Inner)),
+            "stage failed: inner detail"
+        );
+    }
+}

@@ -196,7 +196,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e:#}");
+            log::error!("{}", cvm_init::logging::error_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -358,6 +358,9 @@ pub fn select(
     select_with(kind, allow_simulated, paths, Arc::new(KernelFs))
 }
 
+/// How long an Azure kind waits for the TPM device node.
+const TPM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// [`select`] with the configfs-tsm file operations supplied (tests pass a
 /// kernel emulator; see [`tsm`]).
 pub fn select_with(
@@ -366,6 +369,14 @@ pub fn select_with(
     paths: &Paths,
     fs: Arc<dyn TsmFs>,
 ) -> Result<Box<dyn Attester>, AttestError> {
+    // Asked for Azure by name: give the TPM driver a moment to create the
+    // device node (it probes asynchronously on some kernels).
+    if kind.azure().is_some() {
+        let until = std::time::Instant::now() + TPM_WAIT;
+        while !paths.tpm.exists() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
     let tpm = paths
         .tpm
         .exists()

@@ -92,7 +92,11 @@ pub fn init(config_path: &Path) -> ! {
     }
     let config = match load(config_path, Path::new(CMDLINE)) {
         Ok(c) => c,
-        Err(e) => handoff::fail(FailureAction::Halt, false, &format!("{e:#}")),
+        Err(e) => handoff::fail(
+            FailureAction::Halt,
+            false,
+            &cvm_init::logging::error_line(e.as_ref()),
+        ),
     };
     let action = config.failure.action;
     let debug = config.failure.debug_image;
@@ -103,7 +107,7 @@ pub fn init(config_path: &Path) -> ! {
     }
     match init_steps(&config, started) {
         Ok(never) => match never {},
-        Err(e) => handoff::fail(action, debug, &format!("{e:#}")),
+        Err(e) => handoff::fail(action, debug, &cvm_init::logging::error_line(e.as_ref())),
     }
 }
 

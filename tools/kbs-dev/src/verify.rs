@@ -333,4 +333,46 @@ mod tests {
             .unwrap()
             .is_empty());
     }
+
+    fn azure(name: &str) -> serde_json::Value {
+        let path = format!(
+            "{}/../../testdata/evidence/other/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn azure_v2_sample_binds_its_nonce_and_no_other() {
+        let ev = azure("azure-snp-vtpm/evidence-v2.json");
+        let quoted = cvm_init::evidence::azure::parse_evidence(&ev)
+            .unwrap()
+            .quote
+            .extra_data;
+        let digest: [u8; 48] = quoted.clone().try_into().unwrap();
+        let c = verify("az-snp-vtpm", &ev, &digest).unwrap();
+        assert_eq!(c.report_data, quoted);
+        assert!(!c.measurement.is_empty());
+        let mut other = digest;
+        other[0] ^= 1;
+        let e = verify("az-snp-vtpm", &ev, &other).err().unwrap();
+        assert!(e.contains("does not bind"), "{e}");
+        // The same evidence under the other Azure TEE name is refused.
+        let e = verify("az-tdx-vtpm", &ev, &digest).err().unwrap();
+        assert!(e.contains("az-snp-vtpm report"), "{e}");
+    }
+
+    #[test]
+    fn azure_quote_signed_by_another_key_is_refused() {
+        let mut ev = azure("azure-snp-vtpm/evidence-v1.json");
+        let sig = ev["tpm_quote"]["signature"].as_str().unwrap().to_owned();
+        let flipped = format!(
+            "{}{}",
+            if sig.starts_with('0') { "1" } else { "0" },
+            &sig[1..]
+        );
+        ev["tpm_quote"]["signature"] = serde_json::Value::String(flipped);
+        let e = verify("az-snp-vtpm", &ev, &[0; 48]).err().unwrap();
+        assert!(e.contains("AK"), "{e}");
+    }
 }
