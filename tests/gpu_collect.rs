@@ -99,6 +99,7 @@ fn the_collector_through_nvml_ffi() {
         ("cc-off", "nvidia-smi conf-compute -scc on"),
         ("devtools", "devtools mode"),
         ("sim", "not PROD"),
+        ("ampere", "not Hopper (9) or Blackwell (10)"),
     ] {
         for policy in [GpuPolicy::IfPresent, GpuPolicy::Required] {
             let e = open(mode, policy).unwrap_err().to_string();

@@ -33,15 +33,27 @@ pub const NVML_LIBRARY: &str = "libnvidia-ml.so.1";
 /// Length of the nonce an SPDM GET_MEASUREMENTS request carries.
 pub const REPORT_NONCE_LEN: usize = 32;
 
-/// The `arch` sent for every device: the report decoder handles Hopper
-/// (H100) SPDM reports, the only kind NVML returns in the samples.
-pub const ARCH: &str = "HOPPER";
+/// The `arch` Trustee's verifier expects for an NVML architecture code
+/// (`nvmlDeviceArchitecture_t`: 9 Hopper, 10 Blackwell); older GPUs have
+/// no confidential computing.
+pub fn arch_name(code: u32) -> Option<&'static str> {
+    match code {
+        9 => Some("HOPPER"),
+        10 => Some("BLACKWELL"),
+        _ => None,
+    }
+}
+
+/// `nvmlDeviceArchitecture_t` of a Hopper GPU.
+pub const ARCH_HOPPER: u32 = 9;
 
 /// One GPU as NVML numbers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GpuId {
     pub index: u32,
     pub uuid: String,
+    /// `nvmlDeviceGetArchitecture` ([`arch_name`]).
+    pub arch: u32,
 }
 
 impl fmt::Display for GpuId {
@@ -115,6 +127,12 @@ pub enum GpuError {
          and check the nvidia kernel module loaded (dmesg | grep -i nvrm)"
     )]
     NoGpu,
+
+    #[error(
+        "{gpu}: NVML architecture code {code} is not Hopper (9) or Blackwell (10): only those GPUs \
+         have confidential computing. Remove the GPU from this VM, or set attester.gpus = \"none\""
+    )]
+    Architecture { gpu: String, code: u32 },
 
     #[error(
         "{gpus}: confidential computing is not enabled (NVML ccFeature = {cc_feature}): the GPU \
@@ -258,6 +276,12 @@ impl GpuCollector {
             );
             return Ok(None);
         }
+        if let Some(old) = devices.iter().find(|g| arch_name(g.arch).is_none()) {
+            return Err(GpuError::Architecture {
+                gpu: old.to_string(),
+                code: old.arch,
+            });
+        }
         let all = names(&devices);
         let cc = gpus.cc_state()?;
         if cc.cc_feature != 1 {
@@ -353,7 +377,7 @@ impl GpuCollector {
                 log::warn!("{line}; sent anyway, the broker's verifier decides");
             }
             list.push(serde_json::json!({
-                "arch": ARCH,
+                "arch": arch_name(gpu.arch).unwrap_or("HOPPER"),
                 "uuid": gpu.uuid,
                 "evidence": STANDARD.encode(&report),
                 "certificate": STANDARD.encode(&chain),

@@ -73,6 +73,7 @@ type FnOutUint = unsafe extern "C" fn(*mut c_uint) -> Return;
 type FnInUint = unsafe extern "C" fn(c_uint) -> Return;
 type FnHandle = unsafe extern "C" fn(c_uint, *mut Device) -> Return;
 type FnUuid = unsafe extern "C" fn(Device, *mut c_char, c_uint) -> Return;
+type FnArch = unsafe extern "C" fn(Device, *mut c_uint) -> Return;
 type FnCcState = unsafe extern "C" fn(*mut ConfComputeSystemState) -> Return;
 type FnReport = unsafe extern "C" fn(Device, *mut GpuAttestationReport) -> Return;
 type FnCertificate = unsafe extern "C" fn(Device, *mut GpuCertificate) -> Return;
@@ -85,6 +86,7 @@ struct Table {
     device_count: FnOutUint,
     handle_by_index: FnHandle,
     uuid: FnUuid,
+    arch: FnArch,
     cc_state: FnCcState,
     get_ready: FnOutUint,
     set_ready: FnInUint,
@@ -157,6 +159,7 @@ impl Nvml {
             device_count: sym!("nvmlDeviceGetCount_v2" as FnOutUint),
             handle_by_index: sym!("nvmlDeviceGetHandleByIndex_v2" as FnHandle),
             uuid: sym!("nvmlDeviceGetUUID" as FnUuid),
+            arch: sym!("nvmlDeviceGetArchitecture" as FnArch),
             cc_state: sym!("nvmlSystemGetConfComputeState" as FnCcState),
             get_ready: sym!("nvmlSystemGetConfComputeGpusReadyState" as FnOutUint),
             set_ready: sym!("nvmlSystemSetConfComputeGpusReadyState" as FnInUint),
@@ -250,6 +253,7 @@ impl Gpus for Nvml {
             let mut gpu = GpuId {
                 index,
                 uuid: String::new(),
+                arch: 0,
             };
             let dev = self.device(&gpu)?;
             let mut buf = [0u8; UUID_BUFFER];
@@ -259,6 +263,10 @@ impl Gpus for Nvml {
             self.check("nvmlDeviceGetUUID", rc, Some(&gpu))?;
             let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
             gpu.uuid = String::from_utf8_lossy(&buf[..end]).into_owned();
+            // SAFETY: dev is a handle NVML just returned; arch is a valid
+            // out-pointer.
+            let rc = unsafe { (self.f.arch)(dev, &mut gpu.arch) };
+            self.check("nvmlDeviceGetArchitecture", rc, Some(&gpu))?;
             out.push(gpu);
         }
         Ok(out)

@@ -18,6 +18,7 @@ struct Fake {
     cc: CcState,
     report: Vec<u8>,
     ready: std::rc::Rc<Cell<bool>>,
+    arch: u32,
 }
 
 impl Fake {
@@ -31,6 +32,7 @@ impl Fake {
             },
             report: hex::decode(REPORT_HEX.trim()).unwrap(),
             ready: Default::default(),
+            arch: ARCH_HOPPER,
         }
     }
 }
@@ -44,6 +46,7 @@ impl Gpus for Fake {
             .map(|index| GpuId {
                 index,
                 uuid: format!("GPU-fake-{index}"),
+                arch: self.arch,
             })
             .collect())
     }
@@ -187,4 +190,17 @@ fn set_ready_sets_the_ready_state_once() {
     c.set_ready().unwrap();
     assert!(ready.get());
     c.set_ready().unwrap();
+}
+
+#[test]
+fn a_gpu_without_confidential_computing_is_named() {
+    let fake = Fake {
+        arch: 7, // Ampere
+        ..Fake::new()
+    };
+    let err =
+        GpuCollector::with_gpus(GpuPolicy::IfPresent, Box::new(fake)).expect_err("ampere refused");
+    let msg = err.to_string();
+    assert!(msg.contains("GPU 0 (GPU-fake-0)"), "{msg}");
+    assert!(msg.contains("code 7"), "{msg}");
 }

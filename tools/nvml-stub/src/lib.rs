@@ -15,6 +15,7 @@
 //! | `cc-off` | confidential computing disabled |
 //! | `devtools` | CC in devtools mode |
 //! | `sim` | CC environment SIM |
+//! | `ampere` | the GPU is an Ampere (no confidential computing) |
 //!
 //! `NVML_STUB_LOG`, if set, names a file each call appends its name to, so
 //! tests can see the order of calls (e.g. the ready state set last).
@@ -119,6 +120,20 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
     }
     // SAFETY: the caller's contract. The handle is a dummy non-NULL value.
     unsafe { put(device, std::ptr::NonNull::<c_void>::dangling().as_ptr()) }
+}
+
+/// # Safety
+/// `arch` is NULL or a valid out-pointer.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetArchitecture(
+    _device: *mut c_void,
+    arch: *mut c_uint,
+) -> c_int {
+    note("nvmlDeviceGetArchitecture");
+    // NVML_DEVICE_ARCH_AMPERE (7) in mode `ampere`, else HOPPER (9).
+    let code = if mode() == "ampere" { 7 } else { 9 };
+    // SAFETY: the caller's contract.
+    unsafe { put(arch, code) }
 }
 
 /// # Safety
