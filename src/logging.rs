@@ -84,7 +84,7 @@ pub fn mark_debug_image() {
 /// An error and its causes on one line, each cause appended only when the
 /// text so far does not already say it: most of our messages embed their
 /// source (`"key broker: {0}"`), and `{:#}` would print it twice.
-pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_line(e: &dyn std::error::Error) -> String {
     let mut line = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -6,7 +6,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,85 +17,32 @@ use cvm_init::config::{AttesterKind, Config};
 
 const SECRET: &[u8] = b"-----BEGIN PRIVATE KEY-----\nnot-really-a-key\n";
 
+mod support;
+use support::Broker;
+
 /// `kbs-dev` lives in another workspace package; build it once if needed.
 fn kbs_dev_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "kbs-dev"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build -p kbs-dev failed");
-        let bin = Path::new(env!("CARGO_BIN_EXE_cvm-init")).with_file_name("kbs-dev");
-        assert!(bin.exists(), "{} missing", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| support::build("kbs-dev", "kbs-dev"))
 }
 
-/// A running development broker; killed on drop.
-struct Broker {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
+/// kbs-dev over TLS, serving `SECRET` as `default/tls/key`.
+fn start(extra: &[&str]) -> Broker {
+    Broker::start(kbs_dev_bin(), "tls/key", SECRET, true, extra)
 }
 
-impl Broker {
-    fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let res = dir.path().join("resources/default/tls");
-        std::fs::create_dir_all(&res).unwrap();
-        std::fs::write(res.join("key"), SECRET).unwrap();
-        let ready = dir.path().join("url");
-        let mut cmd = Command::new(kbs_dev_bin());
-        cmd.arg("--resources")
-            .arg(dir.path().join("resources"))
-            .arg("--tls-dir")
-            .arg(dir.path().join("tls"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("broker.log")).unwrap());
-        let child = cmd.spawn().unwrap();
-        let start = Instant::now();
-        while !ready.exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "kbs-dev did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let url = std::fs::read_to_string(&ready).unwrap();
-        Broker { child, url, dir }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("tls/ca.pem")
-    }
-
-    fn spki(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("tls/spki-sha256")).unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap()
-    }
-
+trait AgentConfig {
     /// A config pinning this broker's CA, with the simulated TEE allowed.
+    fn config(&self, extra_broker: &str) -> String;
+}
+
+impl AgentConfig for Broker {
     fn config(&self, extra_broker: &str) -> String {
         format!(
             "[broker]\nurl = \"{}\"\nca_cert = \"{}\"\n{extra_broker}\n[attester]\nkind = \"simulated\"\nallow_simulated = true\n",
             self.url,
             self.ca().display()
         )
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -176,7 +123,7 @@ fn assert_failed_and_wrote_nothing(f: &Fetch) {
 
 #[test]
 fn fetch_over_pinned_tls_writes_the_secret_0600() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let f = fetch(&b.config(""), "default/tls/key", &[]);
     assert!(f.out.status.success(), "{}", f.stderr());
     assert_eq!(std::fs::read(&f.target).unwrap(), SECRET);
@@ -188,7 +135,7 @@ fn fetch_over_pinned_tls_writes_the_secret_0600() {
 
 #[test]
 fn spki_pin_works_and_a_wrong_one_is_refused() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let cfg = format!(
         "[broker]\nurl = \"{}\"\nspki_sha256 = \"{}\"\n",
         b.url,
@@ -206,8 +153,8 @@ fn spki_pin_works_and_a_wrong_one_is_refused() {
 
 #[test]
 fn a_certificate_from_another_ca_is_refused_at_once() {
-    let b = Broker::start(&[]);
-    let other = Broker::start(&[]);
+    let b = start(&[]);
+    let other = start(&[]);
     let cfg = b.config("").replace(
         &b.ca().display().to_string(),
         &other.ca().display().to_string(),
@@ -227,7 +174,7 @@ fn a_certificate_from_another_ca_is_refused_at_once() {
 fn the_agent_offers_and_gets_hybrid_post_quantum_key_exchange() {
     use std::io::Write;
     use std::sync::Arc;
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let pin = cvm_init::broker::tls::Pin::ca_file(&b.ca()).unwrap();
     let config = cvm_init::broker::tls::client_config(&pin).unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
@@ -250,7 +197,7 @@ fn broker_down_gives_up_at_the_deadline() {
         .local_addr()
         .unwrap()
         .port();
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let cfg = b
         .config("connect_timeout_secs = 1\nrequest_timeout_secs = 1\ndeadline_secs = 2")
         .replace(&b.url, &format!("https://127.0.0.1:{port}"));
@@ -267,7 +214,7 @@ fn broker_down_gives_up_at_the_deadline() {
 
 #[test]
 fn a_slow_broker_times_out_within_the_deadline() {
-    let b = Broker::start(&["--fault", "delay=3000"]);
+    let b = start(&["--fault", "delay=3000"]);
     let cfg = b.config("request_timeout_secs = 1\ndeadline_secs = 2");
     let started = Instant::now();
     let f = fetch(&cfg, "default/tls/key", &[]);
@@ -278,13 +225,13 @@ fn a_slow_broker_times_out_within_the_deadline() {
 
 #[test]
 fn transient_5xx_is_retried_until_it_clears() {
-    let b = Broker::start(&["--fault", "status=503", "--fault-count", "2"]);
+    let b = start(&["--fault", "status=503", "--fault-count", "2"]);
     assert_eq!(fetch_lib(&b.config("")).unwrap(), SECRET);
 }
 
 #[test]
 fn persistent_5xx_reports_the_status_at_the_deadline() {
-    let b = Broker::start(&["--fault", "status=503"]);
+    let b = start(&["--fault", "status=503"]);
     let f = fetch(
         &b.config("request_timeout_secs = 1\ndeadline_secs = 2"),
         "default/tls/key",
@@ -296,7 +243,7 @@ fn persistent_5xx_reports_the_status_at_the_deadline() {
 
 #[test]
 fn an_html_reply_is_named_as_not_a_kbs() {
-    let b = Broker::start(&["--fault", "html"]);
+    let b = start(&["--fault", "html"]);
     let f = fetch(&b.config(""), "default/tls/key", &[]);
     assert_failed_and_wrote_nothing(&f);
     assert!(
@@ -308,7 +255,7 @@ fn an_html_reply_is_named_as_not_a_kbs() {
 
 #[test]
 fn policy_denial_is_reported_and_not_retried() {
-    let b = Broker::start(&["--fault", "deny"]);
+    let b = start(&["--fault", "deny"]);
     let e = fetch_lib(&b.config("")).unwrap_err();
     assert_eq!(e.kind(), Some(&KbsErrorKind::PolicyDeny), "{e}");
     let text = e.to_string();
@@ -334,14 +281,14 @@ fn a_policy_file_restricts_tee_types() {
         "[[allow]]\nresource = \"default/*\"\ntee = [\"snp\", \"tdx\"]\n",
     )
     .unwrap();
-    let b = Broker::start(&["--policy", policy.to_str().unwrap()]);
+    let b = start(&["--policy", policy.to_str().unwrap()]);
     let e = fetch_lib(&b.config("")).unwrap_err();
     assert_eq!(e.kind(), Some(&KbsErrorKind::PolicyDeny), "{e}");
 }
 
 #[test]
 fn a_nonce_mismatch_fails_attestation_with_the_servers_words() {
-    let b = Broker::start(&["--fault", "wrong-nonce"]);
+    let b = start(&["--fault", "wrong-nonce"]);
     let e = fetch_lib(&b.config("")).unwrap_err();
     assert_eq!(e.kind(), Some(&KbsErrorKind::AttestationFailed), "{e}");
     assert!(
@@ -352,7 +299,7 @@ fn a_nonce_mismatch_fails_attestation_with_the_servers_words() {
 
 #[test]
 fn a_corrupt_jwe_is_refused_and_nothing_is_written() {
-    let b = Broker::start(&["--fault", "corrupt-jwe"]);
+    let b = start(&["--fault", "corrupt-jwe"]);
     let f = fetch(&b.config(""), "default/tls/key", &[]);
     assert_failed_and_wrote_nothing(&f);
     assert!(
@@ -364,7 +311,7 @@ fn a_corrupt_jwe_is_refused_and_nothing_is_written() {
 
 #[test]
 fn a_jwe_for_another_key_is_refused() {
-    let b = Broker::start(&["--fault", "wrong-key"]);
+    let b = start(&["--fault", "wrong-key"]);
     let e = fetch_lib(&b.config("")).unwrap_err();
     assert!(matches!(e, BrokerError::Jwe { .. }), "{e}");
     assert!(
@@ -375,7 +322,7 @@ fn a_jwe_for_another_key_is_refused() {
 
 #[test]
 fn a_missing_resource_says_so() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let f = fetch(&b.config(""), "default/tls/nope", &[]);
     assert_failed_and_wrote_nothing(&f);
     assert!(
@@ -387,7 +334,7 @@ fn a_missing_resource_says_so() {
 
 #[test]
 fn rsa_oaep_keys_work_end_to_end() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let f = fetch(
         &b.config("key_alg = \"RSA-OAEP-256\""),
         "default/tls/key",
@@ -399,7 +346,7 @@ fn rsa_oaep_keys_work_end_to_end() {
 
 #[test]
 fn output_on_a_disk_is_refused_before_attesting() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let disk = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
     let target = disk.path().join("key.pem");
     let cfg = disk.path().join("config.toml");
@@ -423,7 +370,7 @@ fn output_on_a_disk_is_refused_before_attesting() {
 
 #[test]
 fn simulated_tee_needs_the_opt_in() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let cfg = b.config("").replace("allow_simulated = true\n", "");
     let f = fetch(&cfg, "default/tls/key", &[]);
     assert_failed_and_wrote_nothing(&f);
@@ -439,7 +386,7 @@ fn simulated_tee_needs_the_opt_in() {
 
 #[test]
 fn plain_http_broker_needs_the_insecure_flag() {
-    let b = Broker::start(&["--insecure-http"]);
+    let b = start(&["--insecure-http"]);
     let cfg = format!(
         "[broker]\nurl = \"{}\"\n[attester]\nkind = \"simulated\"\nallow_simulated = true\n",
         b.url
@@ -476,7 +423,7 @@ const APP_SECRET: &str =
 
 #[test]
 fn init_data_matching_the_host_data_is_sent_and_the_broker_checks_it() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let (doc, digest) = init_data_doc(shm.path(), APP_SECRET);
     let f = fetch(&init_data_config(&b, &doc, &digest), "default/tls/key", &[]);
@@ -498,7 +445,7 @@ fn init_data_matching_the_host_data_is_sent_and_the_broker_checks_it() {
 
 #[test]
 fn a_host_data_mismatch_is_refused_before_anything_is_sent() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let (doc, digest) = init_data_doc(shm.path(), APP_SECRET);
     // The host swapped the document after launch: HOST_DATA holds the
@@ -526,7 +473,7 @@ fn a_host_data_mismatch_is_refused_before_anything_is_sent() {
 fn the_broker_refuses_init_data_that_the_evidence_does_not_bind() {
     // The agent's own check bypassed (library path): kbs-dev, like Trustee,
     // compares the digest with the evidence's register itself.
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let (doc, _) = init_data_doc(shm.path(), APP_SECRET);
     let config = Config::from_toml(&b.config("")).unwrap();
@@ -571,7 +518,7 @@ fn boot_takes_a_secret_from_bound_init_data() {
         eprintln!("SKIPPED: boot_takes_a_secret_from_bound_init_data needs root");
         return;
     }
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let res = b.dir.path().join("resources/default/app");
     std::fs::create_dir_all(&res).unwrap();
     std::fs::write(res.join("token"), b"app-token-42").unwrap();
@@ -603,7 +550,7 @@ fn boot_takes_a_secret_from_bound_init_data() {
 
 #[test]
 fn a_command_line_that_opens_a_shell_gets_no_key() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     for (cmdline, word) in [
         ("root=/dev/vda ro rd.break", "rd.break"),
         (
@@ -640,7 +587,7 @@ fn a_command_line_that_opens_a_shell_gets_no_key() {
 
 #[test]
 fn proxy_variables_are_never_honoured() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     // A proxy that does not exist: honouring it would fail the fetch.
     let proxy = "http://127.0.0.1:1";
     let env = [
@@ -660,7 +607,7 @@ fn boot_refuses_an_unverified_root_before_attesting() {
         eprintln!("SKIPPED: boot_refuses_an_unverified_root_before_attesting needs root");
         return;
     }
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let cfg = shm.path().join("config.toml");
     let config = format!(

@@ -6,9 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -20,17 +19,8 @@ const SAMPLE_NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a7
 const STUB_UUID: &str = "GPU-00000000-stub-0000-0000-000000000000";
 const SECRET: &[u8] = b"gpu-gated secret\n";
 
-fn build(package: &str, file: &str) -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", package])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build -p {package} failed");
-    let path = Path::new(env!("CARGO_BIN_EXE_cvm-init")).with_file_name(file);
-    assert!(path.exists(), "{} missing", path.display());
-    path
-}
+mod support;
+use support::{build, Broker};
 
 fn stub() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
@@ -136,53 +126,9 @@ fn the_collector_through_nvml_ffi() {
     std::env::remove_var("NVML_STUB_MODE");
 }
 
-/// A running kbs-dev on plain HTTP (loopback); killed on drop.
-struct Broker {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let res = dir.path().join("resources/default/gpu");
-        std::fs::create_dir_all(&res).unwrap();
-        std::fs::write(res.join("key"), SECRET).unwrap();
-        let ready = dir.path().join("url");
-        let child = Command::new(kbs_dev())
-            .arg("--resources")
-            .arg(dir.path().join("resources"))
-            .arg("--insecure-http")
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("broker.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while !ready.exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "kbs-dev did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let url = std::fs::read_to_string(&ready).unwrap();
-        Broker { child, url, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// kbs-dev on plain HTTP (loopback), serving `SECRET` as `default/gpu/key`.
+fn start(extra: &[&str]) -> Broker {
+    Broker::start(kbs_dev(), "gpu/key", SECRET, false, extra)
 }
 
 /// `cvm-init fetch default/gpu/key` with `gpus = "<policy>"`, the dynamic
@@ -252,7 +198,7 @@ fn fetch(broker: &Broker, policy: &str, mode: Option<&str>) -> Run {
 
 #[test]
 fn kbs_dev_accepts_gpu_evidence_bound_to_the_session_and_the_gpu_is_then_set_ready() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let r = fetch(&b, "required", Some("echo"));
     assert!(r.out.status.success(), "{}\n{}", r.stderr(), b.log());
     assert_eq!(std::fs::read(&r.target).unwrap(), SECRET);
@@ -285,7 +231,7 @@ fn kbs_dev_accepts_gpu_evidence_bound_to_the_session_and_the_gpu_is_then_set_rea
 
 #[test]
 fn a_broker_requiring_gpu_signatures_refuses_the_spliced_report_and_no_gpu_is_set_ready() {
-    let b = Broker::start(&["--gpu-signatures", "require"]);
+    let b = start(&["--gpu-signatures", "require"]);
     let r = fetch(&b, "required", Some("echo"));
     assert!(!r.out.status.success(), "{}", r.stderr());
     assert!(!r.target.exists());
@@ -301,7 +247,7 @@ fn a_broker_requiring_gpu_signatures_refuses_the_spliced_report_and_no_gpu_is_se
 
 #[test]
 fn the_sample_over_its_own_nonce_is_refused_by_the_agent_before_it_is_sent() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let r = fetch(&b, "required", Some("ok"));
     assert!(!r.out.status.success());
     assert!(r.stderr().contains("not this session's"), "{}", r.stderr());
@@ -310,7 +256,7 @@ fn the_sample_over_its_own_nonce_is_refused_by_the_agent_before_it_is_sent() {
 
 #[test]
 fn required_without_library_or_gpu_fails_before_any_network() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     for (mode, what) in [
         (None, "cannot load the NVIDIA NVML library"),
         (Some("no-gpu"), "lists no GPU"),
@@ -332,7 +278,7 @@ fn required_without_library_or_gpu_fails_before_any_network() {
 
 #[test]
 fn if_present_without_a_library_fetches_without_gpu_evidence() {
-    let b = Broker::start(&[]);
+    let b = start(&[]);
     let r = fetch(&b, "if-present", None);
     assert!(r.out.status.success(), "{}\n{}", r.stderr(), b.log());
     assert!(r.stderr().contains("GPUs: none attested"), "{}", r.stderr());

@@ -81,7 +81,7 @@ impl BrokerClient {
         }
         let http = builder
             .build()
-            .map_err(|e| BrokerError::Client(error_chain(&e)))?;
+            .map_err(|e| BrokerError::Client(crate::logging::error_line(&e)))?;
         Ok(Self {
             http,
             base: format!("{}/kbs/v0", config.url.trim_end_matches('/')),
@@ -381,7 +381,7 @@ fn json_reply<T: serde::de::DeserializeOwned>(
 /// Classifies a failed send: a certificate that is not the pinned one is
 /// final; everything else at the transport level is worth a retry.
 fn transport_error(url: &str, e: &reqwest::Error) -> BrokerError {
-    let chain = error_chain(e);
+    let chain = crate::logging::error_line(e);
     // rustls' error sits inside an io::Error inside hyper's and reqwest's
     // wrappers, and io::Error hides its payload from `source()`, so look
     // through both ways; rustls names the failure "invalid peer certificate".
@@ -413,18 +413,4 @@ fn find_rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a
         }
     }
     e.source().and_then(find_rustls_error)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
