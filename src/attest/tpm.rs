@@ -3,8 +3,9 @@
 //!
 //! Decision: raw commands, not `tss-esapi`. That crate links the tpm2-tss C
 //! stack (libtss2-esys, -mu, -sys, -tctildr, which dlopens a TCTI library,
-//! and libcrypto for its session HMACs) into the initramfs, about 1.5 MB and
-//! a run-time plugin lookup, for nine commands that need no encrypted or
+//! and libcrypto for its session HMACs) into the initramfs: on Debian 12
+//! 1.14 MB of tpm2-tss plus the 4.7 MB libcrypto 3, and a run-time plugin
+//! lookup, for nine commands that need no encrypted or
 //! HMAC sessions: the vTPM's owner hierarchy and the AK have empty
 //! passwords, so every authorisation is the plain password session
 //! (`TPM_RS_PW`, empty). `az-snp-vtpm` / `az-tdx-vtpm` / the Azure guest
