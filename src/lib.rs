@@ -13,6 +13,8 @@ pub mod boot;
 pub mod broker;
 pub mod config;
 pub mod evidence;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handoff;
 pub mod initdata;
 pub mod logging;

@@ -138,7 +138,7 @@ impl fmt::Display for KeyAlg {
     }
 }
 
-enum PrivateKey {
+pub(crate) enum PrivateKey {
     /// Zeroized on drop by `p256`.
     Ec(SecretKey),
     /// Zeroized on drop by `rsa` (`ZeroizeOnDrop`).
@@ -148,7 +148,7 @@ enum PrivateKey {
 /// The per-boot ephemeral private key the broker wraps secrets to. Lives in
 /// memory only; its `Debug` is redacted.
 pub struct EphemeralKey {
-    key: PrivateKey,
+    pub(crate) key: PrivateKey,
 }
 
 impl fmt::Debug for EphemeralKey {

@@ -66,7 +66,7 @@ pub struct StateToken {
 }
 
 /// The MAC key of one volume.
-pub struct StateKey(Secret);
+pub struct StateKey(pub(crate) Secret);
 
 impl std::fmt::Debug for StateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

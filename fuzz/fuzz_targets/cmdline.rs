@@ -1,0 +1,3 @@
+#![no_main]
+//! `cvm_init::fuzzing::cmdline` (docs/fuzzing.md).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cvm_init::fuzzing::cmdline(data));
