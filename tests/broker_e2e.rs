@@ -326,7 +326,9 @@ fn a_missing_resource_says_so() {
     let f = fetch(&b.config(""), "default/tls/nope", &[]);
     assert_failed_and_wrote_nothing(&f);
     assert!(
-        f.stderr().contains("resource is missing on the broker"),
+        f.stderr().contains(
+            "the resource is missing or the broker's storage plugin failed (see the broker's log)"
+        ),
         "{}",
         f.stderr()
     );
