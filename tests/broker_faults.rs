@@ -60,6 +60,12 @@ fn refused(faults: &[&str], what: &[&str]) -> Fetch {
     let f = fetch(&b);
     f.assert_failed_and_wrote_nothing();
     let err = f.stderr();
+    eprintln!(
+        "{faults:?}: {}",
+        err.lines()
+            .rfind(|l| l.contains("ERROR"))
+            .unwrap_or_default()
+    );
     for w in what {
         assert!(err.contains(w), "{faults:?}: no {w:?} in:\n{err}");
     }

@@ -346,7 +346,11 @@ fn read_body(reply: Response, url: &str) -> Result<Vec<u8>, BrokerError> {
     if body.len() as u64 > MAX_BODY {
         return Err(BrokerError::BadReply {
             url: url.to_owned(),
-            what: format!("the reply is larger than {MAX_BODY} bytes"),
+            what: format!(
+                "the reply is larger than {MAX_BODY} bytes, the most a KBS reply may be \
+                 (resources are keys and certificates); reading stopped there. Check the \
+                 resource on the broker, or what answers at this URL"
+            ),
         });
     }
     Ok(body)

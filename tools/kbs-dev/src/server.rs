@@ -197,11 +197,17 @@ async fn auth(State(b): State<Arc<Broker>>, body: Bytes) -> Response {
     if b.has(&Fault::NestedJson) {
         return faults::nested_json();
     }
-    if req.version != VERSION || b.has(&Fault::Version) {
+    // `version`: answer as a broker of a later protocol would.
+    let expect = if b.has(&Fault::Version) {
+        "0.5.0"
+    } else {
+        VERSION
+    };
+    if req.version != expect {
         return kbs_error(
             "AttestationError",
             &format!(
-                "KBS Client Protocol Version Mismatch: expect ={VERSION} while the request is {}",
+                "KBS Client Protocol Version Mismatch: expect ={expect} while the request is {}",
                 req.version
             ),
         );
