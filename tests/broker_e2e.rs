@@ -61,8 +61,11 @@ fn fetch_lib(config: &str) -> Result<Vec<u8>, BrokerError> {
     Ok(got.pop().unwrap().1.expose().to_vec())
 }
 
+/// Failed, wrote nothing, and stayed within the agent's memory budget
+/// (issue 11: 32 MiB peak RSS under any broker reply).
 fn assert_failed_and_wrote_nothing(f: &Fetch) {
     f.assert_failed_and_wrote_nothing();
+    assert!(f.max_rss_kib < 32 << 10, "peak RSS {} KiB", f.max_rss_kib);
 }
 
 #[test]

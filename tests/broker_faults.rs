@@ -83,6 +83,33 @@ fn an_expired_session_is_attested_again() {
 }
 
 #[test]
+fn a_session_expired_mid_fetch_is_attested_again_for_the_rest() {
+    use cvm_init::attest::{self, Paths};
+    use cvm_init::broker::jwe::{EphemeralKey, KeyAlg};
+    use cvm_init::broker::BrokerClient;
+    use cvm_init::config::{AttesterKind, Config};
+
+    let b = start(&["expire-session=2"]);
+    std::fs::write(b.dir.path().join("resources/default/tls/cert"), b"cert\n").unwrap();
+    let config = Config::from_toml(&config(&b)).unwrap();
+    let attester = attest::select(AttesterKind::Simulated, true, &Paths::default()).unwrap();
+    let key = EphemeralKey::generate(KeyAlg::EcdhEsA256Kw).unwrap();
+    let client = BrokerClient::new(&config.broker).unwrap();
+    let plan = [
+        "default/tls/key".parse().unwrap(),
+        "default/tls/cert".parse().unwrap(),
+    ];
+    let got = client.fetch_all(attester.as_ref(), &key, &plan).unwrap();
+    assert_eq!(got[0].1.expose(), SECRET);
+    assert_eq!(got[1].1.expose(), b"cert\n");
+    let log = b.log();
+    assert_eq!(log.matches("/attest ok").count(), 2, "{log}");
+    // The resource fetched before the expiry is not fetched again.
+    assert_eq!(log.matches("tls/key: released").count(), 1, "{log}");
+    assert_eq!(log.matches("tls/cert: released").count(), 1, "{log}");
+}
+
+#[test]
 fn a_replayed_challenge_is_refused() {
     refused(
         &["replay-nonce"],

@@ -31,10 +31,11 @@ pub enum Fault {
     WrongKey,
     /// Answer with an HTML page and status 200 (a captive portal or proxy).
     Html,
-    /// The first resource request of the run finds its session expired:
-    /// 401 `TokenVerifierError`, as Trustee answers once the cookie's
-    /// session is gone and it falls back to the bearer token.
-    ExpireSession,
+    /// The Nth resource request of the run (`expire-session=N`, N = 1 by
+    /// default) finds its session expired: 401 `TokenVerifierError`, as
+    /// Trustee answers once the cookie's session is gone and it falls back
+    /// to the bearer token. Once per run.
+    ExpireSession(u64),
     /// Serve the first challenge nonce again in every later `/auth`; the
     /// first `/attest` fails with 503 so that the agent asks again.
     ReplayNonce,
@@ -81,7 +82,13 @@ impl FromStr for Fault {
             "corrupt-jwe" => Fault::CorruptJwe,
             "wrong-key" => Fault::WrongKey,
             "html" => Fault::Html,
-            "expire-session" => Fault::ExpireSession,
+            "expire-session" => Fault::ExpireSession(if value.is_empty() {
+                1
+            } else {
+                value
+                    .parse()
+                    .map_err(|_| "expire-session[=REQUEST NUMBER]".to_owned())?
+            }),
             "replay-nonce" => Fault::ReplayNonce,
             "bad-nonce" => Fault::BadNonce(one_of(value, &["empty", "binary", "long"], name)?),
             "nested-json" => Fault::NestedJson,

@@ -54,6 +54,8 @@ struct Broker {
     attests: AtomicU64,
     /// `expire-session`: whether a session was expired already.
     expired_once: AtomicBool,
+    /// Resource requests with a valid token so far.
+    resource_requests: AtomicU64,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
@@ -74,6 +76,7 @@ pub async fn run(args: Args, policy: Policy) -> Result<()> {
         first_nonce: Mutex::new(None),
         attests: AtomicU64::new(0),
         expired_once: AtomicBool::new(false),
+        resource_requests: AtomicU64::new(0),
         sessions: Mutex::new(HashMap::new()),
     });
     let app = Router::new()
@@ -368,7 +371,12 @@ async fn resource(
     let Some((tee, measurement, pubkey)) = found else {
         return kbs_error("TokenNotFound", "Attestation Token not found");
     };
-    if b.has(&Fault::ExpireSession) && !b.expired_once.swap(true, Ordering::SeqCst) {
+    let nth = b.resource_requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let expire_at = b.faults.iter().find_map(|f| match f {
+        Fault::ExpireSession(n) => Some(*n),
+        _ => None,
+    });
+    if expire_at == Some(nth) && !b.expired_once.swap(true, Ordering::SeqCst) {
         if let Ok(mut s) = b.sessions.lock() {
             s.clear();
         }
