@@ -125,7 +125,8 @@ pub enum AttestError {
     #[error(
         "the simulated TEE is not allowed: pass --allow-simulated-tee or set \
          `attester.allow_simulated = true` to use it for development. It is NEVER secure: \
-         its evidence is made up, and a real broker's policy rejects it"
+         its evidence is made up; Trustee rates it Contraindicated, so a policy that requires an \
+         affirming result refuses it (an allow-all policy does not)"
     )]
     SimulatedNotAllowed,
 
@@ -343,7 +344,8 @@ pub fn from_config(
 fn simulated(sim: sim::SimAttester) -> sim::SimAttester {
     log::warn!(
         "!!! SIMULATED TEE selected (--allow-simulated-tee): {} — this boot is NOT attested \
-         and its secrets are NOT protected; a real broker's policy rejects it !!!",
+         and its secrets are NOT protected; Trustee rates it Contraindicated, and only a policy that \
+         requires an affirming result refuses it !!!",
         sim.describe()
     );
     sim

@@ -3,8 +3,10 @@
 //! Its evidence is made up and proves nothing. [`super::select`] refuses it
 //! unless the operator opted in (`--allow-simulated-tee` or
 //! `attester.allow_simulated = true`), `auto` never chooses it, and every
-//! use logs a loud warning (invariant 6). Trustee's default policy rejects
-//! `sample`, so a real broker will not release secrets to it.
+//! use logs a loud warning (invariant 6). Trustee rates `sample` evidence
+//! `Contraindicated`: its stock policy, and any policy that requires an
+//! affirming result, refuses it. An allow-all policy does release secrets
+//! to it (seen against a real Trustee KBS), so never run one.
 
 use base64::Engine as _;
 
@@ -47,8 +49,10 @@ impl Attester for SimAttester {
 
     /// `{"svn":"1","report_data":"<base64 std of the 48-byte digest>"}`:
     /// exactly 48 bytes, standard alphabet, 64 characters (KBS-PROTOCOL.md);
-    /// with host data, also `"init_data":"<base64 std>"` (Trustee's sample
-    /// verifier compares it with the init-data digest).
+    /// with host data, also `"init_data":"<base64 std>"`. Trustee's sample
+    /// verifier ignores that field (it only hashes the init-data document
+    /// the client sends), so with the simulated TEE cvm-init's own check
+    /// against it ([`crate::initdata::InitData::verify`]) is the only one.
     fn evidence(&self, digest: &[u8; DIGEST_LEN]) -> Result<serde_json::Value, AttestError> {
         warn_loudly("evidence", &hex::encode(digest));
         log::info!(

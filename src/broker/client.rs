@@ -16,8 +16,9 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderValue, COOKIE, SET_COOKIE};
 
 use super::binding;
-use super::error::{excerpt, BrokerError, KbsErrorKind, PROTOCOL_VERSION};
+use super::error::{BrokerError, PROTOCOL_VERSION};
 use super::jwe::EphemeralKey;
+use super::reply::{self, MAX_BODY, MAX_ERROR_BODY};
 use super::tls::{client_config, Pin};
 use crate::attest::gpu::GpuCollector;
 use crate::attest::Attester;
@@ -25,8 +26,6 @@ use crate::config::{BrokerConfig, ResourcePath};
 use crate::retry::{retry, Attempt, Backoff, GaveUp};
 use crate::secrets::Secret;
 
-/// Largest reply body we read (resources are keys and certificates).
-const MAX_BODY: u64 = 1 << 20;
 const SESSION_COOKIE: &str = "kbs-session-id";
 
 /// A configured connection to the broker (no session yet).
@@ -36,6 +35,8 @@ pub struct BrokerClient {
     config: BrokerConfig,
     init_data: Option<kbs_types::InitData>,
     gpus: Option<GpuCollector>,
+    /// Challenge nonces answered so far ([`Self::check_fresh`]).
+    nonces: std::sync::Mutex<Vec<String>>,
 }
 
 /// An attested session: the cookie and the token.
@@ -88,6 +89,7 @@ impl BrokerClient {
             config: config.clone(),
             init_data: None,
             gpus: None,
+            nonces: Default::default(),
         })
     }
 
@@ -116,6 +118,7 @@ impl BrokerClient {
         resources: &[ResourcePath],
     ) -> Result<Vec<(ResourcePath, Secret)>, BrokerError> {
         let mut got: Vec<Option<Secret>> = vec![None; resources.len()];
+        let started = std::time::Instant::now();
         let backoff = Backoff::with_deadline(self.config.deadline());
         let outcome = retry(
             backoff,
@@ -146,6 +149,7 @@ impl BrokerClient {
             Err(GaveUp::Deadline { attempts, last }) => Err(BrokerError::Deadline {
                 attempts,
                 secs: self.config.deadline_secs,
+                spent_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 last: Box::new(last),
             }),
         }
@@ -199,16 +203,8 @@ impl BrokerClient {
         let url = format!("{}/auth", self.base);
         let reply = self.send(self.http.post(&url).json(&request), &url, timeout)?;
         let cookie = session_cookie(&reply);
-        let challenge: Challenge = json_reply(reply, &url)?;
-        if challenge.nonce.is_empty() || challenge.nonce.len() > 1024 {
-            return Err(BrokerError::BadReply {
-                url,
-                what: format!(
-                    "the challenge nonce is {} characters long; expected a short base64 string",
-                    challenge.nonce.len()
-                ),
-            });
-        }
+        let challenge: Challenge = reply::challenge(&read_body(reply, &url)?, &url)?;
+        self.check_fresh(&challenge.nonce, &url)?;
 
         let tee_pubkey = key.public_jwk();
         let additional = match &self.gpus {
@@ -258,11 +254,7 @@ impl BrokerClient {
         }
         let reply = self.send(req, &url, timeout)?;
         let cookie = session_cookie(&reply).or(cookie);
-        #[derive(serde::Deserialize)]
-        struct TokenReply {
-            token: String,
-        }
-        let TokenReply { token } = json_reply(reply, &url)?;
+        let token = reply::token(&read_body(reply, &url)?, &url)?;
         log::info!("attestation accepted{sim}; session established");
         if let Some(gpus) = &self.gpus {
             gpus.set_ready()?;
@@ -283,11 +275,7 @@ impl BrokerClient {
             req = req.header(COOKIE, format!("{SESSION_COOKIE}={c}"));
         }
         let reply = self.send(req, &url, timeout)?;
-        let body = read_body(reply, &url)?;
-        let secret = key.decrypt(&body).map_err(|source| BrokerError::Jwe {
-            resource: resource.to_string(),
-            source,
-        })?;
+        let secret = reply::resource(&read_body(reply, &url)?, key, &resource.to_string())?;
         log::info!("resource {resource}: received {} bytes", secret.len());
         Ok(secret)
     }
@@ -307,27 +295,27 @@ impl BrokerClient {
         if status.is_success() {
             return Ok(reply);
         }
-        let body = read_limited(reply, 64 * 1024).unwrap_or_default();
-        #[derive(serde::Deserialize)]
-        struct KbsErrorBody {
-            #[serde(rename = "type")]
-            ty: String,
-            #[serde(default)]
-            detail: String,
-        }
-        match serde_json::from_slice::<KbsErrorBody>(&body) {
-            Ok(e) if !e.ty.is_empty() => Err(BrokerError::Refused {
+        let body = read_limited(reply, MAX_ERROR_BODY).unwrap_or_default();
+        Err(reply::error(status.as_u16(), &body, url))
+    }
+
+    /// Refuses a challenge nonce this client already answered: a broker
+    /// (or whoever holds its key) serving an old challenge again would let
+    /// evidence made for one session be accepted in another.
+    fn check_fresh(&self, nonce: &str, url: &str) -> Result<(), BrokerError> {
+        let mut seen = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.iter().any(|n| n == nonce) {
+            return Err(BrokerError::BadReply {
                 url: url.to_owned(),
-                status: status.as_u16(),
-                kind: KbsErrorKind::from_type(&e.ty, &e.detail),
-                detail: e.detail,
-            }),
-            _ => Err(BrokerError::Status {
-                url: url.to_owned(),
-                status: status.as_u16(),
-                body: excerpt(&body),
-            }),
+                what: format!(
+                    "the challenge nonce {nonce:?} was already answered in this boot: the broker \
+                     replayed an old challenge. Check the broker (its nonces must be random per \
+                     session)"
+                ),
+            });
         }
+        seen.push(nonce.to_owned());
+        Ok(())
     }
 }
 
@@ -358,24 +346,14 @@ fn read_body(reply: Response, url: &str) -> Result<Vec<u8>, BrokerError> {
     if body.len() as u64 > MAX_BODY {
         return Err(BrokerError::BadReply {
             url: url.to_owned(),
-            what: format!("the reply is larger than {MAX_BODY} bytes"),
+            what: format!(
+                "the reply is larger than {MAX_BODY} bytes, the most a KBS reply may be \
+                 (resources are keys and certificates); reading stopped there. Check the \
+                 resource on the broker, or what answers at this URL"
+            ),
         });
     }
     Ok(body)
-}
-
-fn json_reply<T: serde::de::DeserializeOwned>(
-    reply: Response,
-    url: &str,
-) -> Result<T, BrokerError> {
-    let body = read_body(reply, url)?;
-    serde_json::from_slice(&body).map_err(|e| BrokerError::BadReply {
-        url: url.to_owned(),
-        what: format!(
-            "expected a KBS JSON reply ({e}); it starts with {:?}: is this URL a Trustee KBS?",
-            excerpt(&body)
-        ),
-    })
 }
 
 /// Classifies a failed send: a certificate that is not the pinned one is

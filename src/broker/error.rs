@@ -18,6 +18,9 @@ pub enum KbsErrorKind {
     VersionMismatch,
     AttestationFailed,
     TokenNotFound,
+    /// Trustee's `TokenVerifierError`: the token no longer verifies (the
+    /// session expired and the broker fell back to the bearer token).
+    TokenInvalid,
     PolicyDeny,
     ResourceMissing,
     PluginNotFound,
@@ -32,6 +35,7 @@ impl KbsErrorKind {
             "AttestationError" if detail.contains("Version Mismatch") => Self::VersionMismatch,
             "AttestationError" => Self::AttestationFailed,
             "TokenNotFound" => Self::TokenNotFound,
+            "TokenVerifierError" => Self::TokenInvalid,
             "PolicyDeny" => Self::PolicyDeny,
             "PluginInternalError" => Self::ResourceMissing,
             "PluginNotFound" => Self::PluginNotFound,
@@ -48,11 +52,14 @@ impl KbsErrorKind {
                 "the broker's verifier rejected the evidence; its log has the reason: compare its reference values with the evidence fields this agent logged above"
             }
             Self::TokenNotFound => "the session expired or was lost; the agent attests again",
+            Self::TokenInvalid => {
+                "the broker no longer accepts this session's token (the session expired, or its token verifier failed); the agent attests again"
+            }
             Self::PolicyDeny => {
                 "the broker's resource policy does not let this VM read it; check the policy against the evidence fields logged above"
             }
             Self::ResourceMissing => {
-                "the resource is missing on the broker (or its storage plugin failed); upload it or fix the config's resource path"
+                "the resource is missing or the broker's storage plugin failed (see the broker's log); upload the resource or fix the config's resource path"
             }
             Self::PluginNotFound => "the broker has no such plugin; check the resource path",
             Self::Other(_) => "see the broker's log",
@@ -98,11 +105,14 @@ pub enum BrokerError {
     #[error("cannot bind the evidence to the session: {0}")]
     Binding(String),
     #[error(
-        "gave up after {attempts} attempts in {secs} s (broker.deadline_secs); last error: {last}"
+        "gave up after {attempts} attempts in {:.1} s (broker.deadline_secs = {secs}); last error: {last}",
+        *.spent_ms as f64 / 1000.0
     )]
     Deadline {
         attempts: u32,
         secs: u64,
+        /// Time actually spent, first request to giving up.
+        spent_ms: u64,
         last: Box<BrokerError>,
     },
 }
@@ -132,7 +142,12 @@ impl BrokerError {
         match self {
             Self::Unreachable { .. } => true,
             Self::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            Self::Refused { kind, .. } => *kind == KbsErrorKind::TokenNotFound,
+            Self::Refused { kind, .. } => {
+                matches!(
+                    kind,
+                    KbsErrorKind::TokenNotFound | KbsErrorKind::TokenInvalid
+                )
+            }
             _ => false,
         }
     }

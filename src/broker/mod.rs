@@ -4,6 +4,7 @@ pub mod binding;
 pub mod client;
 pub mod error;
 pub mod jwe;
+pub mod reply;
 pub mod tls;
 
 pub use client::BrokerClient;

@@ -21,8 +21,10 @@
 //! longer ones truncated, as Trustee does. Before any of it is used the
 //! agent reads that register from a fresh report ([`InitData::verify`]) and
 //! refuses a mismatch; the document then goes to the broker as `init-data`
-//! in `/attest`, whose verifier checks the same digest against the evidence,
-//! so the broker's policy sees it too. What the document may add is decided
+//! in `/attest`. For SNP and TDX the broker's verifier checks the same
+//! digest against the evidence, so the broker's policy sees it too; with
+//! the simulated TEE it does not (Trustee's sample verifier ignores the
+//! evidence's `init_data`), and this agent's check is the only one. What the document may add is decided
 //! by the measured config's `[init_data]` section ([`InitData::apply`]):
 //! never the broker, its pin, the attester or the failure action.
 

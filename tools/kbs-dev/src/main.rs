@@ -9,6 +9,7 @@
 //! It shares the wire types, the JWE code and the evidence decoders with
 //! the agent, nothing else.
 
+mod faults;
 mod policy;
 mod server;
 mod tls;
@@ -54,9 +55,12 @@ pub struct Args {
     #[arg(long)]
     ready_file: Option<PathBuf>,
     /// Inject faults for tests (repeatable): delay=MS, status=CODE, deny,
-    /// wrong-nonce, corrupt-jwe, wrong-key, html.
+    /// wrong-nonce, corrupt-jwe, wrong-key, html, expire-session,
+    /// replay-nonce, bad-nonce=empty|binary|long, nested-json,
+    /// jwe=tag|iv|aad|alg|enc, reset, big-body, endless-body, drip,
+    /// endless-headers (TLS only), version. See src/faults.rs.
     #[arg(long = "fault")]
-    faults: Vec<server::Fault>,
+    faults: Vec<faults::Fault>,
     /// Apply status/html faults only to the first N requests (default: all).
     #[arg(long)]
     fault_count: Option<u64>,

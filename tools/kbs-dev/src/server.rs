@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use cvm_init::broker::jwe::{self, EphemeralKey, KeyAlg};
 use kbs_types::{Attestation, Request, TeePubKey};
 use rand::RngCore;
 
+use crate::faults::{self, Fault};
 use crate::policy::Policy;
 use crate::verify::{verify, verify_additional, verify_init_data, GpuSignatures};
 use crate::Args;
@@ -28,44 +28,6 @@ use crate::Args;
 const VERSION: &str = "0.4.0";
 const SESSION_TTL: Duration = Duration::from_secs(300);
 const ERR_BASE: &str = "https://github.com/confidential-containers/kbs/errors/";
-
-/// A fault to inject, for tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// Sleep this long before every reply.
-    Delay(Duration),
-    /// Answer every request (or the first `--fault-count`) with this status.
-    Status(u16),
-    /// Refuse every resource by policy.
-    Deny,
-    /// Check the attestation against a nonce other than the one issued.
-    WrongNonce,
-    /// Flip a byte of every JWE ciphertext.
-    CorruptJwe,
-    /// Encrypt resources to a key that is not the agent's.
-    WrongKey,
-    /// Answer with an HTML page and status 200 (a captive portal or proxy).
-    Html,
-}
-
-impl FromStr for Fault {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (name, value) = s.split_once('=').unwrap_or((s, ""));
-        Ok(match name {
-            "delay" => Fault::Delay(Duration::from_millis(
-                value.parse().map_err(|_| "delay=MILLISECONDS".to_owned())?,
-            )),
-            "status" => Fault::Status(value.parse().map_err(|_| "status=CODE".to_owned())?),
-            "deny" => Fault::Deny,
-            "wrong-nonce" => Fault::WrongNonce,
-            "corrupt-jwe" => Fault::CorruptJwe,
-            "wrong-key" => Fault::WrongKey,
-            "html" => Fault::Html,
-            other => return Err(format!("unknown fault {other:?}")),
-        })
-    }
-}
 
 struct Session {
     nonce: String,
@@ -87,6 +49,13 @@ struct Broker {
     fault_count: Option<u64>,
     gpu_signatures: GpuSignatures,
     requests: AtomicU64,
+    /// `replay-nonce`: the first nonce issued; the number of `/attest`s.
+    first_nonce: Mutex<Option<String>>,
+    attests: AtomicU64,
+    /// `expire-session`: whether a session was expired already.
+    expired_once: AtomicBool,
+    /// Resource requests with a valid token so far.
+    resource_requests: AtomicU64,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
@@ -104,6 +73,10 @@ pub async fn run(args: Args, policy: Policy) -> Result<()> {
         fault_count: args.fault_count,
         gpu_signatures: args.gpu_signatures,
         requests: AtomicU64::new(0),
+        first_nonce: Mutex::new(None),
+        attests: AtomicU64::new(0),
+        expired_once: AtomicBool::new(false),
+        resource_requests: AtomicU64::new(0),
         sessions: Mutex::new(HashMap::new()),
     });
     let app = Router::new()
@@ -133,10 +106,15 @@ pub async fn run(args: Args, policy: Policy) -> Result<()> {
         let (stream, _) = listener.accept().await?;
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let endless = args.faults.contains(&Fault::EndlessHeaders);
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(stream).await else {
                 return;
             };
+            if endless {
+                faults::endless_headers(tls).await;
+                return;
+            }
             let service = hyper_util::service::TowerToHyperService::new(app);
             let _ =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
@@ -219,18 +197,38 @@ async fn auth(State(b): State<Arc<Broker>>, body: Bytes) -> Response {
             return kbs_error("InvalidRequest", &format!("bad request: {e}"));
         }
     };
-    if req.version != VERSION {
+    if b.has(&Fault::NestedJson) {
+        return faults::nested_json();
+    }
+    // `version`: answer as a broker of a later protocol would.
+    let expect = if b.has(&Fault::Version) {
+        "0.5.0"
+    } else {
+        VERSION
+    };
+    if req.version != expect {
         return kbs_error(
             "AttestationError",
             &format!(
-                "KBS Client Protocol Version Mismatch: expect ={VERSION} while the request is {}",
+                "KBS Client Protocol Version Mismatch: expect ={expect} while the request is {}",
                 req.version
             ),
         );
     }
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let nonce = STANDARD.encode(nonce);
+    let mut nonce = STANDARD.encode(nonce);
+    for f in &b.faults {
+        match f {
+            Fault::BadNonce(kind) => nonce = faults::bad_nonce(kind),
+            Fault::ReplayNonce => {
+                if let Ok(mut first) = b.first_nonce.lock() {
+                    nonce = first.get_or_insert(nonce).clone();
+                }
+            }
+            _ => {}
+        }
+    }
     let id = random_hex(16);
     let tee = req.tee.to_string();
     eprintln!("kbs-dev: /auth: session {id}, tee {tee}");
@@ -282,6 +280,10 @@ async fn attest(State(b): State<Arc<Broker>>, headers: HeaderMap, body: Bytes) -
         Some(v) => v,
         None => return fail(format!("unknown or expired session {id}")),
     };
+    if b.has(&Fault::ReplayNonce) && b.attests.fetch_add(1, Ordering::SeqCst) == 0 {
+        eprintln!("kbs-dev: /attest: replay-nonce: failing the first attestation with 503");
+        return (StatusCode::SERVICE_UNAVAILABLE, "injected fault").into_response();
+    }
     let att: Attestation = match serde_json::from_slice(&body) {
         Ok(a) => a,
         Err(e) => return fail(format!("bad attestation body: {e}")),
@@ -369,6 +371,25 @@ async fn resource(
     let Some((tee, measurement, pubkey)) = found else {
         return kbs_error("TokenNotFound", "Attestation Token not found");
     };
+    let nth = b.resource_requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let expire_at = b.faults.iter().find_map(|f| match f {
+        Fault::ExpireSession(n) => Some(*n),
+        _ => None,
+    });
+    if expire_at == Some(nth) && !b.expired_once.swap(true, Ordering::SeqCst) {
+        if let Ok(mut s) = b.sessions.lock() {
+            s.clear();
+        }
+        eprintln!("kbs-dev: {path}: expire-session: the session expired");
+        return kbs_error("TokenVerifierError", "Token Verifier error");
+    }
+    if let Some(hostile) = faults::hostile_resource(&b.faults) {
+        eprintln!(
+            "kbs-dev: {path}: answering with a hostile body ({:?})",
+            b.faults
+        );
+        return hostile;
+    }
     let segment_ok = |s: &str| {
         !s.is_empty()
             && !s.starts_with('.')
@@ -410,6 +431,11 @@ async fn resource(
                 }
                 *ct = serde_json::Value::String(chars.into_iter().collect());
             }
+        }
+    }
+    for f in &b.faults {
+        if let Fault::Jwe(what) = f {
+            faults::tamper_jwe(&mut jwe, what);
         }
     }
     eprintln!("kbs-dev: {path}: released to tee {tee}");
