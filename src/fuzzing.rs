@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pem_chain", pem_chain),
     ("luks2_header", luks2_header),
     ("luks2_load", luks2_load),
+    ("kbs_reply", kbs_reply),
 ];
 
 /// The measured config the cmdline and init-data targets apply their input
@@ -443,4 +444,38 @@ pub fn luks2_load(data: &[u8]) {
         return;
     }
     let _ = crate::storage::inspect_volume(&rig.device, None, &rig.env);
+}
+
+/// The broker client's reply decoding (`broker::reply`). The first byte
+/// picks the reply: 0 the `/auth` challenge, 1 the `/attest` token, 2 an
+/// error body (status from the next two bytes), 3 a `/resource` JWE
+/// (decrypted with both fixed keys); the rest is the body. Every error is
+/// formatted too, as the agent logs it.
+pub fn kbs_reply(data: &[u8]) {
+    use crate::broker::reply;
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    let url = "https://kbs.example:8080/kbs/v0/x";
+    let shown = match which % 4 {
+        0 => reply::challenge(body, url).map(|c| c.nonce.len()).err(),
+        1 => reply::token(body, url).map(|t| t.len()).err(),
+        2 => {
+            let (status, body) = match body.split_first_chunk::<2>() {
+                Some((s, rest)) => (u16::from_le_bytes(*s), rest),
+                None => (500, body),
+            };
+            Some(reply::error(status, body, url))
+        }
+        _ => {
+            if let Some(k) = jwe_rsa_key() {
+                let _ = reply::resource(body, k, "default/fuzz/key").map_err(|e| e.to_string());
+            }
+            reply::resource(body, jwe_ec_key(), "default/fuzz/key").err()
+        }
+    };
+    if let Some(e) = shown {
+        let _ = e.to_string();
+        let _ = crate::logging::error_line(&e);
+    }
 }
