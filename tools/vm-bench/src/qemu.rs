@@ -153,50 +153,27 @@ pub struct Vm {
     log: PathBuf,
     _log_temp: Option<tempfile::TempPath>,
     exit: Option<ExitStatus>,
+    /// Kept to boot again after an emulator failure.
+    spec: VmSpec,
+    restarted: bool,
 }
 
 impl Vm {
     /// Starts QEMU; returns at once (the guest boots in the background).
     pub fn boot(spec: VmSpec) -> Result<Vm> {
-        let qemu = crate::find_tool("qemu-system-x86_64")
-            .context("qemu-system-x86_64 (package qemu-system-x86)")?;
-        let (log_file, log, log_temp) = match &spec.log {
-            Some(p) => (
-                File::create(p).with_context(|| format!("creating {}", p.display()))?,
-                p.clone(),
-                None,
-            ),
+        let (log, log_temp) = match &spec.log {
+            Some(p) => (p.clone(), None),
             None => {
                 let t = tempfile::Builder::new()
                     .prefix("vm-bench-console-")
                     .suffix(".log")
                     .tempfile()?;
-                let (f, path) = t.into_parts();
-                (f, path.to_path_buf(), Some(path))
+                let path = t.into_temp_path();
+                (path.to_path_buf(), Some(path))
             }
         };
-        let log_file = Arc::new(Mutex::new(log_file));
         let started = Instant::now();
-        let mut child = Command::new(qemu)
-            .args(spec.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting qemu-system-x86_64")?;
-        let console = Arc::new(Console::default());
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("no QEMU stdout"))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| anyhow!("no QEMU stderr"))?;
-        let readers = vec![
-            spawn_stdout_reader(stdout, console.clone(), log_file.clone(), started),
-            spawn_stderr_reader(stderr, console.clone(), log_file),
-        ];
+        let (child, console, readers) = spawn_qemu(&spec, &log, started)?;
         Ok(Vm {
             child,
             console,
@@ -207,12 +184,62 @@ impl Vm {
             log,
             _log_temp: log_temp,
             exit: None,
+            spec,
+            restarted: false,
         })
+    }
+
+    /// QEMU exited by itself before the kernel ran init and without a
+    /// kernel panic: the emulator, not the guest's software, failed (a TCG
+    /// guest that triple-faults during early boot exits silently under
+    /// `-no-reboot`; seen once in CI while the kernel probed PCI). Nothing
+    /// of the guest's userspace ran, so no disk was touched and booting
+    /// again is the same experiment. Done once per VM, loudly.
+    fn restart_after_emulator_failure(&mut self) -> Result<bool> {
+        if self.exit.is_some() {
+            // Killed by us, or already seen to exit: not an accident.
+            return Ok(false);
+        }
+        let status = self.child.wait()?;
+        self.exit = Some(status);
+        let reached_init = self
+            .console
+            .lock()
+            .lines
+            .iter()
+            .any(|l| l.contains(" as init process") || l.contains("Kernel panic"));
+        if self.restarted || reached_init {
+            return Ok(false);
+        }
+        self.join_readers();
+        eprintln!(
+            "vm-bench: QEMU exited ({status}) after {:.1?} while the kernel was still booting, \
+             before init ran; booting the same VM once more. The failed attempt's console \
+             tail:\n{}",
+            self.started.elapsed(),
+            self.console_tail()
+        );
+        let started = Instant::now();
+        let (child, console, readers) = spawn_qemu(&self.spec, &self.log, started)?;
+        self.child = child;
+        self.console = console;
+        self.readers = readers;
+        self.started = started;
+        self.deadline = started + self.spec.timeout;
+        self.cursor = 0;
+        self.exit = None;
+        self.restarted = true;
+        Ok(true)
     }
 
     /// Time since QEMU started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Whether QEMU was booted a second time after exiting before init.
+    pub fn restarted(&self) -> bool {
+        self.restarted
     }
 
     /// Path of the console log.
@@ -268,35 +295,50 @@ impl Vm {
         timeout: Duration,
     ) -> Result<(usize, String)> {
         let deadline = (Instant::now() + timeout).min(self.deadline);
+        loop {
+            match self.wait_on_console(patterns, deadline)? {
+                Some(found) => return Ok(found),
+                None if self.restart_after_emulator_failure()? => continue,
+                None => {
+                    let exit = self
+                        .exit
+                        .map_or_else(|| "unknown status".to_string(), |st| st.to_string());
+                    bail!(
+                        "QEMU exited ({exit}) after {:.1?} before printing any of {patterns:?}; \
+                         console tail:\n{}",
+                        self.started.elapsed(),
+                        self.console_tail()
+                    );
+                }
+            }
+        }
+    }
+
+    /// One wait on the current QEMU: `Some` on a match, `None` when its
+    /// console closed first, an error on timeout.
+    fn wait_on_console(
+        &mut self,
+        patterns: &[&str],
+        deadline: Instant,
+    ) -> Result<Option<(usize, String)>> {
         let mut s = self.console.lock();
         loop {
             for (i, line) in s.lines.iter().enumerate().skip(self.cursor) {
                 if let Some(p) = patterns.iter().position(|p| line.contains(p)) {
                     self.cursor = i + 1;
-                    return Ok((p, line.clone()));
+                    return Ok(Some((p, line.clone())));
                 }
             }
-            let tail = |s: &ConsoleState| {
-                let from = s.lines.len().saturating_sub(40);
-                let mut t = s.lines[from..].join("\n");
-                for l in &s.stderr {
-                    t.push_str(&format!("\n[qemu] {l}"));
-                }
-                t
-            };
             if s.closed {
-                bail!(
-                    "QEMU exited after {:.1?} before printing any of {patterns:?}; console tail:\n{}",
-                    self.started.elapsed(),
-                    tail(&s)
-                );
+                return Ok(None);
             }
             let now = Instant::now();
             if now >= deadline {
+                drop(s);
                 bail!(
                     "no console line with any of {patterns:?} after {:.1?}; console tail:\n{}",
                     self.started.elapsed(),
-                    tail(&s)
+                    self.console_tail()
                 );
             }
             s = self
@@ -306,6 +348,17 @@ impl Vm {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
+    }
+
+    /// The last 40 console lines, then QEMU's stderr.
+    fn console_tail(&self) -> String {
+        let s = self.console.lock();
+        let from = s.lines.len().saturating_sub(40);
+        let mut t = s.lines[from..].join("\n");
+        for l in &s.stderr {
+            t.push_str(&format!("\n[qemu] {l}"));
+        }
+        t
     }
 
     /// Kills QEMU with SIGKILL: to the guest, a power cut (writes QEMU
@@ -362,6 +415,39 @@ impl Drop for Vm {
     fn drop(&mut self) {
         let _ = self.kill();
     }
+}
+
+/// Starts QEMU for `spec`, its console going to `log` (truncated).
+fn spawn_qemu(
+    spec: &VmSpec,
+    log: &Path,
+    started: Instant,
+) -> Result<(Child, Arc<Console>, Vec<JoinHandle<()>>)> {
+    let qemu = crate::find_tool("qemu-system-x86_64")
+        .context("qemu-system-x86_64 (package qemu-system-x86)")?;
+    let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file = Arc::new(Mutex::new(log_file));
+    let mut child = Command::new(qemu)
+        .args(spec.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let console = Arc::new(Console::default());
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no QEMU stdout"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow!("no QEMU stderr"))?;
+    let readers = vec![
+        spawn_stdout_reader(stdout, console.clone(), log_file.clone(), started),
+        spawn_stderr_reader(stderr, console.clone(), log_file),
+    ];
+    Ok((child, console, readers))
 }
 
 fn spawn_stdout_reader(
@@ -423,4 +509,34 @@ fn spawn_stderr_reader(
             console.changed.notify_all();
         }
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A QEMU that dies before init is booted once more, then the error
+    /// carries its exit status and stderr.
+    #[test]
+    fn qemu_dying_before_init_is_restarted_once_then_reported() {
+        if crate::find_tool("qemu-system-x86_64").is_err() {
+            eprintln!("SKIPPED: no qemu-system-x86_64");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_kernel = dir.path().join("bzImage");
+        std::fs::write(&not_a_kernel, b"not a kernel").unwrap();
+        let mut spec = VmSpec::new(&not_a_kernel, &not_a_kernel);
+        spec.network = false;
+        spec.timeout = Duration::from_secs(30);
+        let mut vm = Vm::boot(spec).unwrap();
+        let err = vm
+            .wait_for("never printed", Duration::from_secs(30))
+            .unwrap_err()
+            .to_string();
+        assert!(vm.restarted(), "{err}");
+        assert!(err.contains("QEMU exited (exit status: 1)"), "{err}");
+        assert!(err.contains("[qemu]"), "QEMU's stderr is shown: {err}");
+    }
 }
