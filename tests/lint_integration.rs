@@ -119,6 +119,8 @@ fn the_script_list_finds_the_known_scripts() {
         "initramfs/initramfs-tools/cvm-init-functions",
         "image-build/packer/provision.sh",
         "image-build/mkosi/mkosi.postinst",
+        "image-build/mkosi/mkosi.postoutput",
+        "image-build/mkosi/mkosi.extra/usr/local/sbin/cvm-demo-workload",
     ] {
         assert!(
             scripts.contains(&root.join(known)),

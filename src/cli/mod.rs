@@ -41,6 +41,11 @@ fn load(config: &Path, cmdline: &Path) -> Result<Config> {
 
 pub fn check_config(config_path: &Path, cmdline: &Path) -> Result<()> {
     let config = load(config_path, cmdline)?;
+    // The pinned broker identity as the boot will load it: an image built
+    // without its broker's CA (or with a file that is not one) fails here,
+    // at build time, not at its first boot.
+    BrokerClient::new(&config.broker)
+        .context("the broker's pinned identity (broker.ca_cert / broker.spki_sha256)")?;
     println!("config {} is valid", config_path.display());
     println!("{}", config.plan());
     Ok(())

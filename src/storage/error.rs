@@ -120,12 +120,14 @@ pub enum StorageError {
         status: String,
         stderr: String,
     },
-    #[error("volume {volume}: cannot create mountpoint {}: {source}", mountpoint.display())]
+    #[error("volume {volume}: cannot create mountpoint {}: {source}{hint}", mountpoint.display())]
     Mountpoint {
         volume: String,
         mountpoint: PathBuf,
         #[source]
         source: std::io::Error,
+        /// What to do, when the cause is known.
+        hint: &'static str,
     },
     #[error("volume {volume}: mounting {} on {} as {fstype} with options {options:?} failed: {source}", mapper.display(), mountpoint.display())]
     Mount {

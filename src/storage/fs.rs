@@ -149,6 +149,13 @@ pub(crate) fn mount(
     make_mountpoint(mountpoint).map_err(|source| StorageError::Mountpoint {
         volume: volume.to_owned(),
         mountpoint: mountpoint.to_owned(),
+        hint: match source.raw_os_error() {
+            Some(libc::EROFS) => {
+                "; the root is read-only (as a dm-verity root is), so the image must ship this \
+                 directory: create it when the image is built"
+            }
+            _ => "",
+        },
         source,
     })?;
     let (flags, data) = mount_flags(options);

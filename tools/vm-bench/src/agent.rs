@@ -166,6 +166,9 @@ pub struct Options {
     /// A real TPM 2.0 (swtpm) provisioned like Azure's paravisor does, and
     /// `kind = "auto"` instead of the simulated TEE ([`crate::vtpm`]).
     pub azure_vtpm: bool,
+    /// The image is built elsewhere ([`crate::mkosi`]): only the broker,
+    /// its resources and CA; no initramfs.
+    pub external_image: bool,
 }
 
 impl AgentBench {
@@ -247,6 +250,7 @@ impl AgentBench {
         };
         bench.start_broker(&[])?;
         match options.generator {
+            _ if options.external_image => {}
             None => bench.build_initramfs()?,
             Some(g) => bench.generated = Some(bench.generate_initrd(g)?),
         }

@@ -39,6 +39,7 @@ pub mod distro_initrd;
 pub mod initramfs;
 pub mod kernel;
 pub mod luks2;
+pub mod mkosi;
 pub mod package;
 pub mod qemu;
 pub mod rootfs;

@@ -161,12 +161,31 @@ fn package_installs_documented_files_and_enables_nothing() {
         assert_eq!(mode, 0o755, "directory {} has mode {mode:o}", dir.display());
     }
     // The installed binary runs with the host's libraries and accepts the
-    // example config.
-    let out = Command::new("/usr/bin/cvm-init")
-        .args(["--config", "/usr/share/doc/cvm-init/examples/config.toml"])
-        .arg("check-config")
-        .output()
-        .unwrap();
+    // example config once the broker's CA is next to it, as the example
+    // says; without it, it names the missing file.
+    let etc = tempfile::tempdir().unwrap();
+    let example = etc.path().join("config.toml");
+    std::fs::copy("/usr/share/doc/cvm-init/examples/config.toml", &example).unwrap();
+    let check = || {
+        Command::new("/usr/bin/cvm-init")
+            .arg("--config")
+            .arg(&example)
+            .args(["--cmdline", "/dev/null", "check-config"])
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("broker-ca.pem"),
+        "check-config of the example without its CA: {out:?}"
+    );
+    vm_bench::workload::make_tls(etc.path()).unwrap();
+    std::fs::rename(
+        etc.path().join("cert.pem"),
+        etc.path().join("broker-ca.pem"),
+    )
+    .unwrap();
+    let out = check();
     assert!(
         out.status.success(),
         "installed cvm-init check-config of the example: {}",
