@@ -120,6 +120,7 @@ fn the_script_list_finds_the_known_scripts() {
         "image-build/packer/provision.sh",
         "image-build/mkosi/mkosi.postinst",
         "image-build/mkosi/mkosi.postoutput",
+        "image-build/mkosi/mkosi.sync",
         "image-build/mkosi/mkosi.extra/usr/local/sbin/cvm-demo-workload",
     ] {
         assert!(
