@@ -61,7 +61,10 @@ case "$mode" in
         for img in /boot/initrd.img-* /boot/initramfs-*.img; do
             [[ -e $img ]] || continue
             found=1
-            if ! list "$img" | grep -q 'usr/bin/cvm-init$'; then
+            # The listing first: with pipefail, `list | grep -q` fails
+            # when grep stops reading at the first match.
+            listing=$(list "$img")
+            if ! grep -q 'usr/bin/cvm-init$' <<<"$listing"; then
                 echo "provision.sh: cvm-init is missing from $img" >&2
                 exit 1
             fi

@@ -41,6 +41,7 @@ pub mod kernel;
 pub mod luks2;
 pub mod mkosi;
 pub mod package;
+pub mod packer;
 pub mod qemu;
 pub mod rootfs;
 pub mod scan;

@@ -10,6 +10,9 @@
 //!   here). Everything else in it (the data volume, the secret, the
 //!   failure action) is the shipped file's.
 //!
+//! With `profile: Some("cloud-init")` the variant of
+//! `mkosi.profiles/cloud-init` is built the same way (its own config file).
+//!
 //! The image boots as a measured direct boot would: the kernel, initrd and
 //! command line (with `roothash=`) are mkosi's outputs, the disk holds the
 //! dm-verity root, and the blank data disk has the serial the config names
@@ -50,8 +53,11 @@ pub fn missing_tools() -> Vec<String> {
         .collect()
 }
 
+/// The profile of the cloud-init variant (`mkosi.profiles/cloud-init`).
+pub const CLOUD_INIT: &str = "cloud-init";
+
 /// A built image.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Image {
     pub disk: PathBuf,
     pub kernel: PathBuf,
@@ -76,13 +82,25 @@ pub struct Request<'a> {
     pub scratch: &'a Path,
     /// mkosi's package cache, shared by the builds of one test run.
     pub cache: &'a Path,
+    /// `mkosi --profile`: `None` builds the base image.
+    pub profile: Option<&'a str>,
 }
 
-/// The shipped `config.toml` with the broker at `url` and the simulated
-/// TEE. Fails if the shipped file no longer has the lines this replaces.
-pub fn test_config(url: &str) -> Result<String> {
-    let shipped =
-        std::fs::read_to_string(shipped_dir().join("mkosi.extra/etc/cvm-init/config.toml"))?;
+/// Where a profile's (or the base's) `/etc/cvm-init/config.toml` is, below
+/// the mkosi tree.
+fn config_path(profile: Option<&str>) -> PathBuf {
+    let extra = Path::new("mkosi.extra/etc/cvm-init/config.toml");
+    match profile {
+        Some(p) => Path::new("mkosi.profiles").join(p).join(extra),
+        None => extra.to_owned(),
+    }
+}
+
+/// The shipped `config.toml` (of `profile`, or the base's) with the broker
+/// at `url` and the simulated TEE. Fails if the shipped file no longer has
+/// the lines this replaces.
+pub fn test_config(url: &str, profile: Option<&str>) -> Result<String> {
+    let shipped = std::fs::read_to_string(shipped_dir().join(config_path(profile)))?;
     let replace = |text: String, from: &str, to: &str| -> Result<String> {
         if !text.contains(from) {
             bail!("image-build/mkosi's config.toml has no line {from:?} to replace");
@@ -127,14 +145,17 @@ pub fn build(req: &Request<'_>) -> Result<Image> {
         .file_name()
         .context("the .deb path has no file name")?;
     std::fs::copy(req.deb, packages.join(deb_name))?;
-    let etc = tree.join("mkosi.extra/etc/cvm-init");
-    std::fs::write(etc.join("config.toml"), req.config)?;
+    std::fs::write(tree.join(config_path(req.profile)), req.config)?;
     if let Some(ca) = req.broker_ca {
-        std::fs::copy(ca, etc.join("broker-ca.pem"))?;
+        std::fs::copy(ca, tree.join("mkosi.extra/etc/cvm-init/broker-ca.pem"))?;
     }
 
     let start = Instant::now();
-    let out = Command::new(crate::find_tool("mkosi")?)
+    let mut mkosi = Command::new(crate::find_tool("mkosi")?);
+    if let Some(profile) = req.profile {
+        mkosi.arg("--profile").arg(profile);
+    }
+    let out = mkosi
         .arg("--force")
         .arg("--cache-dir")
         .arg(req.cache)
@@ -176,6 +197,18 @@ impl Image {
     /// test must not change it between boots); `append` adds words to the
     /// command line.
     pub fn boot(&self, data: &Path, append: &str, log: &Path) -> Result<Vm> {
+        self.boot_with(data, &[], append, log)
+    }
+
+    /// [`Image::boot`] with more raw disks (e.g. a cloud-init seed),
+    /// attached read-only after the data disk.
+    pub fn boot_with(
+        &self,
+        data: &Path,
+        more_disks: &[&Path],
+        append: &str,
+        log: &Path,
+    ) -> Result<Vm> {
         let mut spec = VmSpec::new(&self.kernel, &self.initrd);
         spec.append = format!("{} {append}", self.cmdline).trim().to_owned();
         spec.timeout = Duration::from_secs(300);
@@ -189,6 +222,13 @@ impl Image {
             "-device".into(),
             format!("virtio-blk-pci,drive=data,serial={DATA_SERIAL}"),
         ];
+        for disk in more_disks {
+            spec.extra_args.push("-drive".into());
+            spec.extra_args.push(format!(
+                "file={},format=raw,if=virtio,readonly=on",
+                path(disk)
+            ));
+        }
         Vm::boot(spec)
     }
 
