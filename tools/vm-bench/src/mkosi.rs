@@ -211,7 +211,9 @@ impl Image {
     ) -> Result<Vm> {
         let mut spec = VmSpec::new(&self.kernel, &self.initrd);
         spec.append = format!("{} {append}", self.cmdline).trim().to_owned();
-        spec.timeout = Duration::from_secs(300);
+        // Generous: a booted-system boot under TCG took up to 210 s to its
+        // workload (README, the cloud-init figures).
+        spec.timeout = Duration::from_secs(600);
         spec.log = Some(log.to_owned());
         let path = |p: &Path| p.display().to_string().replace(',', ",,");
         spec.extra_args = vec![
