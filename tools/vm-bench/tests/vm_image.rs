@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use sha2::{Digest, Sha384};
@@ -66,6 +66,16 @@ struct Setup {
     ca: PathBuf,
 }
 
+/// Skips `test` when tools are missing; else takes the one-at-a-time lock
+/// and sets up the bench.
+fn start(test: &str) -> Option<(MutexGuard<'static, ()>, Setup)> {
+    if !ready(test) {
+        return None;
+    }
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    Some((one, setup()))
+}
+
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let bench = AgentBench::with_options(
@@ -89,13 +99,18 @@ fn setup() -> Setup {
 }
 
 impl Setup {
+    /// mkosi's package cache, shared by the builds of a run.
+    fn cache() -> PathBuf {
+        vm_bench::cache_dir().join("mkosi")
+    }
+
     fn build(&self, config: &str, profile: Option<&str>) -> Image {
         let image = mkosi::build(&Request {
             deb: &self.deb,
             config,
             broker_ca: Some(&self.ca),
             scratch: &self.dir.path().join(profile.unwrap_or("image")),
-            cache: &vm_bench::cache_dir().join("mkosi"),
+            cache: &Setup::cache(),
             profile,
         })
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -230,11 +245,9 @@ fn running_as_root() -> bool {
 #[test]
 fn vm_mkosi_image_is_built_then_provisions_unlocks_and_refuses_a_foreign_disk() {
     let test = "mkosi image VM test";
-    if !ready(test) {
+    let Some((_one, s)) = start(test) else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let s = setup();
+    };
     let config = mkosi::test_config(&s.url, None).unwrap();
 
     // Built without the broker's CA: the build fails, naming it.
@@ -243,7 +256,7 @@ fn vm_mkosi_image_is_built_then_provisions_unlocks_and_refuses_a_foreign_disk() 
         config: &config,
         broker_ca: None,
         scratch: &s.dir.path().join("no-ca"),
-        cache: &vm_bench::cache_dir().join("mkosi"),
+        cache: &Setup::cache(),
         profile: None,
     })
     .expect_err("an image without the broker's CA was built")
@@ -342,11 +355,9 @@ fn vm_mkosi_image_is_built_then_provisions_unlocks_and_refuses_a_foreign_disk() 
 #[test]
 fn vm_mkosi_cloud_init_variant_uses_init_data_only_when_host_data_binds_it() {
     let test = "mkosi cloud-init VM test";
-    if !ready(test) {
+    let Some((_one, s)) = start(test) else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let s = setup();
+    };
     // The shipped example, as the seed; the launch binds its document.
     let user_data =
         std::fs::read_to_string(vm_bench::image_build_dir().join("cloud-init/user-data.yaml"))
