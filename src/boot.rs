@@ -19,6 +19,7 @@ use crate::config::{Config, GpuPolicy, KeyAlgConfig, ResourcePath, RootIntegrity
 use crate::initdata::{self, InitDataError};
 use crate::secrets::{self, DeliveryError, Secret, Storage, Target};
 use crate::storage::{self, RootCheckEnv, StorageEnv, StorageError, VolumeAction};
+use crate::timing;
 
 /// Where the boot finds things; every path injectable.
 #[derive(Debug, Clone)]
@@ -84,20 +85,25 @@ pub struct BootReport {
 pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     let started = Instant::now();
     let mut report = BootReport::default();
-    check_cmdline(&env.cmdline, config.failure.debug_image)?;
+    timing::timed("cmdline check", || {
+        check_cmdline(&env.cmdline, config.failure.debug_image)
+    })?;
     if let Some(root) = &env.check_root {
-        check_root(config, root, &env.root_env)?;
+        timing::timed("root check", || check_root(config, root, &env.root_env))?;
     }
 
     let init_data = initdata::load(config.init_data.as_ref())?;
     let mut config = config.clone();
     let mut fetched: HashMap<ResourcePath, Secret> = HashMap::new();
+    let broker_phase = timing::phase("broker");
     if init_data.is_some() || !config.plan().resources.is_empty() {
-        let attester = attest::from_config(&config.attester, env.allow_simulated, &env.attest)?;
+        let attester = timing::timed("attester open", || {
+            attest::from_config(&config.attester, env.allow_simulated, &env.attest)
+        })?;
         // GPUs the policy asks for are checked (present, CC mode) before
         // the broker is contacted.
         let gpus = GpuCollector::from_policy(config.attester.gpus)?;
-        let mut client = BrokerClient::new(&config.broker)?;
+        let mut client = timing::timed("client", || BrokerClient::new(&config.broker))?;
         if let Some(g) = gpus {
             client = client.with_gpus(g);
         }
@@ -115,9 +121,11 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
             );
         }
         if !plan.resources.is_empty() {
-            let key = EphemeralKey::generate(match config.broker.key_alg {
-                KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,
-                KeyAlgConfig::RsaOaep256 => KeyAlg::RsaOaep256,
+            let key = timing::timed("ephemeral key", || {
+                EphemeralKey::generate(match config.broker.key_alg {
+                    KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,
+                    KeyAlgConfig::RsaOaep256 => KeyAlg::RsaOaep256,
+                })
             })?;
             fetched = client
                 .fetch_all(attester.as_ref(), &key, &plan.resources)?
@@ -125,6 +133,7 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
                 .collect();
         }
     }
+    broker_phase.end();
     report.broker_time = started.elapsed();
     log::info!(
         "timing: attestation and {} resources in {} ms",
@@ -138,11 +147,15 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     }
     for vol in &config.volumes {
         let t = Instant::now();
+        let _phase = timing::phase(format!("volume {}", vol.name));
         let wrap = |e| BootError::Storage(Box::new(e));
         let keys = storage::VolumeKeys::new(vol, get(&vol.key)?, config.instance_id.as_deref());
         let prepared = storage::prepare_volume(vol, &keys, &env.storage).map_err(wrap)?;
-        storage::mount_volume(&prepared, vol).map_err(wrap)?;
-        storage::record_volume(&prepared, vol, &env.storage).map_err(wrap)?;
+        timing::timed("mount", || storage::mount_volume(&prepared, vol)).map_err(wrap)?;
+        timing::timed("record", || {
+            storage::record_volume(&prepared, vol, &env.storage)
+        })
+        .map_err(wrap)?;
         log::info!(
             "volume {}: {:?} {} -> {} at {} in {} ms",
             vol.name,
@@ -157,6 +170,7 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
             .push((vol.name.clone(), prepared.action, t.elapsed()));
     }
 
+    let secrets_phase = (!config.secrets.is_empty()).then(|| timing::phase("secrets"));
     for s in &config.secrets {
         let target = Target {
             mode: s.mode_bits(),
@@ -177,6 +191,7 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
         );
         report.secrets.push(s.path.clone());
     }
+    drop(secrets_phase);
     report.total = started.elapsed();
     Ok(report)
 }

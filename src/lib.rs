@@ -21,3 +21,4 @@ pub mod logging;
 pub mod retry;
 pub mod secrets;
 pub mod storage;
+pub mod timing;

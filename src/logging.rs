@@ -40,8 +40,11 @@ impl log::Log for Logger {
             log::Level::Info => 6,
             log::Level::Debug | log::Level::Trace => 7,
         };
+        // One write per record: /dev/kmsg makes a record of every write,
+        // so `writeln!` (which writes piece by piece) would split the line.
+        let record = format!("<{prio}>{line}\n");
         if let Ok(mut f) = kmsg.lock() {
-            let _ = writeln!(f, "<{prio}>{line}");
+            let _ = f.write_all(record.as_bytes());
         }
     }
 

@@ -127,6 +127,7 @@ enum EvidenceCommand {
 }
 
 fn main() -> ExitCode {
+    cvm_init::timing::start();
     // As /init of a minimal initramfs: no arguments are trusted (the kernel
     // passes unknown command-line words to init), everything comes from the
     // measured config.

@@ -8,7 +8,8 @@
 # It prints what cvm-init did with the volume (/run/cvm-init/volumes/data.json),
 # reads /data/hello.txt back if it exists, else writes it (and syncs);
 # then serves HTTPS on port 8443 with that key (openssl s_server -www) and
-# stays up. Console markers: "WORKLOAD: started", "WORKLOAD: env <names>",
+# stays up. Console markers: "WORKLOAD: started at <uptime> s",
+# "WORKLOAD: timing <boot-timing.json>", "WORKLOAD: env <names>",
 # "WORKLOAD: volume <action>", "WORKLOAD: read <text>"
 # or "WORKLOAD: wrote <text>", "WORKLOAD: serving https on 8443", and
 # "WORKLOAD: FAIL <why>" (then it powers off).
@@ -26,7 +27,10 @@ fail() {
 [ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
 # The root may be mounted read-only.
 grep -q ' /tmp ' /proc/mounts || mount -t tmpfs -o mode=1777 tmpfs /tmp
-echo "WORKLOAD: started"
+echo "WORKLOAD: started at $(cut -d' ' -f1 /proc/uptime) s"
+# cvm-init's boot timeline (no secrets), one line, for the benchmark.
+timing=/run/cvm-init/boot-timing.json
+[ -f "$timing" ] && echo "WORKLOAD: timing $(cat "$timing")"
 # The environment cvm-init handed over (names only): nothing the host put
 # on the kernel command line.
 echo "WORKLOAD: env $(env | cut -d= -f1 | sort | tr '\n' ' ')"
@@ -58,7 +62,7 @@ until netstat -ltn | grep -q ':8443 '; do
     [ "$i" -gt 100 ] && fail "openssl s_server did not listen: $(cat /tmp/s_server.log)"
     sleep 0.1
 done
-echo "WORKLOAD: serving https on 8443"
+echo "WORKLOAD: serving https on 8443 at $(cut -d" " -f1 /proc/uptime) s"
 
 # Unlock benchmark, only when asked (cvm_bench=1) and given a spare disk:
 # `cryptsetup open` of a default (argon2id) keyslot against one like

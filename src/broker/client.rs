@@ -25,6 +25,7 @@ use crate::attest::Attester;
 use crate::config::{BrokerConfig, ResourcePath};
 use crate::retry::{retry, Attempt, Backoff, GaveUp};
 use crate::secrets::Secret;
+use crate::timing;
 
 const SESSION_COOKIE: &str = "kbs-session-id";
 
@@ -201,9 +202,12 @@ impl BrokerClient {
             extra_params: serde_json::Value::Object(Default::default()),
         };
         let url = format!("{}/auth", self.base);
+        // The first request of a session also connects (TCP, TLS handshake).
+        let auth = timing::phase(format!("auth (attempt {attempt})"));
         let reply = self.send(self.http.post(&url).json(&request), &url, timeout)?;
         let cookie = session_cookie(&reply);
         let challenge: Challenge = reply::challenge(&read_body(reply, &url)?, &url)?;
+        auth.end();
         self.check_fresh(&challenge.nonce, &url)?;
 
         let tee_pubkey = key.public_jwk();
@@ -215,7 +219,7 @@ impl BrokerClient {
                 // below then covers the GPU evidence.
                 let nonce = binding::gpu_nonce(&challenge.nonce, &tee_pubkey)
                     .map_err(|e| BrokerError::Binding(e.to_string()))?;
-                let evidence = gpus.collect(&nonce)?;
+                let evidence = timing::timed("GPU evidence", || gpus.collect(&nonce))?;
                 serde_json::json!({ "nvidia": evidence }).to_string()
             }
         };
@@ -235,7 +239,7 @@ impl BrokerClient {
                 )
             }
         );
-        let evidence = attester.evidence(&digest)?;
+        let evidence = timing::timed("evidence", || attester.evidence(&digest))?;
         let attestation = Attestation {
             init_data: self.init_data.clone(),
             runtime_data: RuntimeData {
@@ -252,9 +256,11 @@ impl BrokerClient {
         if let Some(c) = &cookie {
             req = req.header(COOKIE, format!("{SESSION_COOKIE}={c}"));
         }
+        let attest = timing::phase("attest");
         let reply = self.send(req, &url, timeout)?;
         let cookie = session_cookie(&reply).or(cookie);
         let token = reply::token(&read_body(reply, &url)?, &url)?;
+        attest.end();
         log::info!("attestation accepted{sim}; session established");
         if let Some(gpus) = &self.gpus {
             gpus.set_ready()?;
@@ -270,6 +276,7 @@ impl BrokerClient {
         timeout: Duration,
     ) -> Result<Secret, BrokerError> {
         let url = format!("{}/resource/{resource}", self.base);
+        let _phase = timing::phase(format!("resource {resource}"));
         let mut req = self.http.get(&url).bearer_auth(&session.token);
         if let Some(c) = &session.cookie {
             req = req.header(COOKIE, format!("{SESSION_COOKIE}={c}"));

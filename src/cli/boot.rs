@@ -10,6 +10,7 @@ use cvm_init::boot::{self, BootEnv};
 use cvm_init::config::{BootConfig, Config, FailureAction};
 use cvm_init::handoff;
 use cvm_init::storage::{self, RootCheckEnv, StorageEnv};
+use cvm_init::timing;
 
 use super::{load, Common};
 
@@ -56,7 +57,9 @@ pub fn boot(common: &Common<'_>) -> Result<()> {
     let report = boot::run(
         &config,
         &env(&config, common.allow_simulated_tee, common.cmdline),
-    )?;
+    );
+    cvm_init::timing::finish(report.is_ok());
+    let report = report?;
     log::info!("boot stage done in {} ms", report.total.as_millis());
     Ok(())
 }
@@ -107,7 +110,10 @@ pub fn init(config_path: &Path) -> ! {
     }
     match init_steps(&config, started) {
         Ok(never) => match never {},
-        Err(e) => handoff::fail(action, debug, &cvm_init::logging::error_line(e.as_ref())),
+        Err(e) => {
+            cvm_init::timing::finish(false);
+            handoff::fail(action, debug, &cvm_init::logging::error_line(e.as_ref()))
+        }
     }
 }
 
@@ -119,17 +125,20 @@ fn init_steps(config: &Config, started: Instant) -> Result<std::convert::Infalli
         .boot
         .as_ref()
         .context("PID-1 mode needs a [boot] section in the config (root, init)")?;
-    let n = handoff::load_modules(&boot_cfg.modules_list)?;
+    let n = timing::timed("modules", || handoff::load_modules(&boot_cfg.modules_list))?;
     log::info!("loaded {n} kernel modules");
     let env = env(config, false, Path::new(CMDLINE));
-    mount_root(boot_cfg, &env.storage)?;
+    timing::timed("root", || mount_root(boot_cfg, &env.storage))?;
     if let Some(net) = &config.network {
         // Init-data may add volumes and secrets the broker holds.
         if !config.plan().resources.is_empty() || config.init_data.is_some() {
-            handoff::network_up(net, Duration::from_secs(boot_cfg.device_wait_secs))?;
+            timing::timed("network", || {
+                handoff::network_up(net, Duration::from_secs(boot_cfg.device_wait_secs))
+            })?;
         }
     }
     let report = boot::run(config, &env)?;
+    timing::finish(true);
     log::info!(
         "timing: agent start to handoff {} ms (broker {} ms); switching to {}",
         started.elapsed().as_millis(),

@@ -148,6 +148,10 @@ pub fn load_modules(list: &Path) -> Result<usize, HandoffError> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
+        let name = Path::new(line)
+            .file_name()
+            .map_or(line.into(), |n| n.to_string_lossy());
+        let _phase = crate::timing::phase(format!("module {name}"));
         let result = std::fs::File::open(line)
             .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
             .and_then(|f| nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()));

@@ -61,6 +61,7 @@ pub use state::{StateToken, TokenState};
 pub use verity::{activate_root, check_root_hash, read_through};
 
 use crate::config::VolumeConfig;
+use crate::timing;
 
 /// Where storage finds devices and keeps its private files. All injectable
 /// so tests run against a temporary directory.
@@ -153,10 +154,12 @@ enum Examined {
 fn examine(vol: &VolumeConfig, device: &Path, env: &StorageEnv) -> Result<Examined, StorageError> {
     let name = &vol.name;
     let contents =
-        probe::inspect(device, vol.integrity).map_err(|problem| StorageError::Probe {
-            volume: name.clone(),
-            device: device.to_owned(),
-            problem,
+        timing::timed("probe", || probe::inspect(device, vol.integrity)).map_err(|problem| {
+            StorageError::Probe {
+                volume: name.clone(),
+                device: device.to_owned(),
+                problem,
+            }
         })?;
     match contents {
         probe::Contents::Blank => Ok(Examined::Blank),
@@ -173,7 +176,8 @@ fn examine(vol: &VolumeConfig, device: &Path, env: &StorageEnv) -> Result<Examin
             ),
         }),
         probe::Contents::Luks2 => {
-            let copy = open_header_copy(name, device, &env.run_dir)?;
+            let copy =
+                timing::timed("header copy", || open_header_copy(name, device, &env.run_dir))?;
             if copy.subsystem() != header::params::SUBSYSTEM {
                 return Err(StorageError::ForeignLuks {
                     volume: name.clone(),
@@ -217,6 +221,7 @@ pub fn assess(
     };
     // The shape first: its errors name what a forger changed; the MAC then
     // catches every change the shape allows.
+    let validation = timing::phase("validate");
     let token = claimed_token(vol, &copy)?;
     validate_header(copy.json(), &Expected::for_volume(vol)).map_err(|source| {
         StorageError::Header {
@@ -225,7 +230,8 @@ pub fn assess(
             source,
         }
     })?;
-    verify_token(vol, &copy, keys, &token)?;
+    validation.end();
+    timing::timed("state token", || verify_token(vol, &copy, keys, &token))?;
     match token.state {
         TokenState::Provisioning if vol.format => Ok(Disposition::Resume(
             FormatPermit {
@@ -437,9 +443,9 @@ pub fn prepare_volume(
     keys: &VolumeKeys<'_>,
     env: &StorageEnv,
 ) -> Result<PreparedVolume, StorageError> {
-    let device = locate_device(&vol.device, env)?;
+    let device = timing::timed("locate", || locate_device(&vol.device, env))?;
     let mapper = env.dev.join("mapper").join(&vol.name);
-    let disposition = assess(vol, &device, env, keys)?;
+    let disposition = timing::timed("assess", || assess(vol, &device, env, keys))?;
     log::info!(
         "volume {}: {} is {}",
         vol.name,
@@ -449,11 +455,11 @@ pub fn prepare_volume(
     let (mut copy, action) = match disposition {
         Disposition::Unlock(copy) => (*copy, VolumeAction::Unlocked),
         Disposition::Format(permit) => (
-            format_volume(permit, vol, keys, env)?,
+            timing::timed("format", || format_volume(permit, vol, keys, env))?,
             VolumeAction::Provisioned,
         ),
         Disposition::Resume(permit, copy) => (
-            resume(permit, *copy, vol, keys, env)?,
+            timing::timed("resume", || resume(permit, *copy, vol, keys, env))?,
             VolumeAction::ResumedProvisioning,
         ),
     };
@@ -465,11 +471,15 @@ pub fn prepare_volume(
         VolumeAction::Unlocked => claimed_token(vol, &copy)?.data_sectors,
         _ => None,
     };
+    let activation = timing::phase("activate");
     let key = keys.keyslot(copy.luks_uuid())?;
     copy.activate(&key)?;
     drop(key);
+    activation.end();
     let rollback = ActiveMapping(Some(&vol.name));
-    let checked = mapping::check(vol, &device, &env.dev, recorded)?;
+    let checked = timing::timed("mapping check", || {
+        mapping::check(vol, &device, &env.dev, recorded)
+    })?;
     if vol.integrity && action == VolumeAction::Unlocked && recorded.is_none() {
         return Err(StorageError::MappingMismatch {
             volume: vol.name.clone(),
@@ -493,10 +503,11 @@ pub fn prepare_volume(
             );
         } else {
             if vol.integrity {
-                copy.wipe_mapping(&mapper)?;
+                timing::timed("integrity wipe", || copy.wipe_mapping(&mapper))?;
             }
-            fs::mkfs(&vol.name, vol.filesystem, &mapper)?;
+            timing::timed("mkfs", || fs::mkfs(&vol.name, vol.filesystem, &mapper))?;
         }
+        let _ready = timing::phase("state ready");
         copy.set_state(
             &keys.state_key()?,
             TokenState::Ready,

@@ -571,6 +571,16 @@ pub struct GoodBoot {
     pub to_serving: Duration,
     /// The certificate the workload served equals the broker's.
     pub served_broker_cert: bool,
+    /// cvm-init's `/run/cvm-init/boot-timing.json`, as the workload printed it.
+    pub timeline: Option<serde_json::Value>,
+}
+
+/// The boot timeline the workload printed ("WORKLOAD: timing {...}").
+pub fn timeline_in(console: &str) -> Option<serde_json::Value> {
+    console.lines().find_map(|l| {
+        let json = &l[l.find("WORKLOAD: timing ")? + "WORKLOAD: timing ".len()..];
+        serde_json::from_str(json.trim()).ok()
+    })
 }
 
 /// Boots `data` and follows one boot to the workload serving HTTPS with the
@@ -613,6 +623,7 @@ pub fn good_boot_with(
     let to_serving = vm.elapsed();
     let served = workload::peer_certificate(port, Duration::from_secs(60))?;
     let broker_cert = std::fs::read_to_string(&bench.tls.cert)?;
+    let timeline = timeline_in(&vm.output());
     vm.kill()?;
     Ok(GoodBoot {
         volume_status: status
@@ -632,6 +643,38 @@ pub fn good_boot_with(
         handoff_ms: number_after(&done, "handoff").or_else(|| number_after(&done, "done in")),
         to_serving,
         served_broker_cert: served == broker_cert,
+        timeline,
+    })
+}
+
+/// `cryptsetup open` in the guest, timed by the workload (`cvm_bench=1`).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CryptsetupOpens {
+    /// Of a keyslot with cryptsetup's default PBKDF (argon2id, calibrated
+    /// in this VM).
+    pub argon2id_ms: u64,
+    /// Of a PBKDF2 keyslot with 1000 iterations.
+    pub pbkdf2_1000_ms: u64,
+}
+
+/// Boots the unlock boot of `data` with a spare disk on which the workload
+/// formats and opens the two keyslots ([`CryptsetupOpens`]).
+pub fn cryptsetup_opens(
+    bench: &AgentBench,
+    data: &Path,
+    log_name: &str,
+) -> Result<CryptsetupOpens> {
+    let spare = bench.blank_disk("cryptsetup-bench.img", 32)?;
+    let (mut vm, _) = bench.boot_with(&[data, &spare], "cvm_bench=1", 2048, log_name)?;
+    let t = Duration::from_secs(600);
+    let argon = expect(&mut vm, "BENCH: argon2id-default open", t)?;
+    let pbkdf2 = expect(&mut vm, "BENCH: pbkdf2-1000 open", t)?;
+    vm.kill()?;
+    let ms =
+        |line: &str| number_after(line, "open").with_context(|| format!("no time in {line:?}"));
+    Ok(CryptsetupOpens {
+        argon2id_ms: ms(&argon)?,
+        pbkdf2_1000_ms: ms(&pbkdf2)?,
     })
 }
 

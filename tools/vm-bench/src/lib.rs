@@ -34,6 +34,7 @@
 //! reports which are absent; `scripts/setup` installs them.
 
 pub mod agent;
+pub mod bench;
 pub mod demo;
 pub mod distro_initrd;
 pub mod initramfs;

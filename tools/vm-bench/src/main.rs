@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use vm_bench::{demo, kernel, qemu, rootfs, smoke};
+use vm_bench::{bench, demo, kernel, qemu, rootfs, smoke};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +45,23 @@ enum Cmd {
         /// Skip the unlock benchmark (one boot less).
         #[arg(long)]
         no_bench: bool,
+    },
+    /// The boot-time benchmark (scripts/bench): plain boot vs cvm-init's
+    /// unlock boot vs its first boot of a blank disk, N times each; a table
+    /// of medians, bench.json and bench.svg.
+    Bench {
+        /// Images and console logs (kept).
+        #[arg(long, default_value = "target/bench/work")]
+        workdir: PathBuf,
+        /// Where bench.txt, bench.json and bench.svg go.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Boots of each kind.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Size of the blank disk of the first boot (sparse), GiB.
+        #[arg(long, default_value_t = 8)]
+        blank_gib: u64,
     },
     /// Write the demo workload's ext4 root image.
     WorkloadImage {
@@ -105,6 +122,19 @@ fn main() -> Result<()> {
         }
         Cmd::Demo { workdir, no_bench } => {
             demo::run_in(workdir.as_deref(), !no_bench)?;
+        }
+        Cmd::Bench {
+            workdir,
+            out,
+            reps,
+            blank_gib,
+        } => {
+            bench::run(&bench::Options {
+                workdir,
+                out,
+                reps,
+                blank_gib,
+            })?;
         }
         Cmd::WorkloadImage { out } => {
             rootfs::workload_image(&out)?;
