@@ -76,6 +76,8 @@ pub fn start() {
 #[must_use = "the phase ends when this guard is dropped"]
 pub struct PhaseGuard {
     index: usize,
+    /// Counted in the nesting depth ([`phase`]), not [`phase_at`].
+    nested: bool,
 }
 
 /// Starts a phase inside whatever phase is running.
@@ -91,6 +93,23 @@ pub fn phase(name: impl Into<String>) -> PhaseGuard {
     });
     PhaseGuard {
         index: s.phases.len() - 1,
+        nested: true,
+    }
+}
+
+/// Starts a phase at a fixed `depth`, leaving the nesting alone: for
+/// phases that run on several threads at once.
+pub fn phase_at(name: impl Into<String>, depth: u32) -> PhaseGuard {
+    let mut s = state();
+    s.phases.push(Phase {
+        name: name.into(),
+        start_ms: now_ms(),
+        ms: None,
+        depth,
+    });
+    PhaseGuard {
+        index: s.phases.len() - 1,
+        nested: false,
     }
 }
 
@@ -102,7 +121,9 @@ impl PhaseGuard {
 
     fn finish(&self) -> f64 {
         let mut s = state();
-        s.depth = s.depth.saturating_sub(1);
+        if self.nested {
+            s.depth = s.depth.saturating_sub(1);
+        }
         let now = now_ms();
         match s.phases.get_mut(self.index) {
             Some(p) if p.ms.is_none() => {

@@ -4,6 +4,7 @@
 //! the initrd's own units do it and `cvm-init boot` is a oneshot ordered
 //! before the mounts it feeds.
 
+pub mod modules;
 pub mod netdev;
 
 use std::ffi::CString;
@@ -124,7 +125,8 @@ pub fn early_mounts() -> Result<(), HandoffError> {
     Ok(())
 }
 
-/// Loads the kernel modules listed (one path per line, dependency order).
+/// Loads the kernel modules listed (one path per line, dependency order),
+/// in parallel where their `.modinfo` dependencies allow ([`modules`]).
 /// A module that is already loaded or built in is fine; one that fails to
 /// load is logged and the boot goes on: the step that needs it fails later
 /// with a precise error.
@@ -142,26 +144,26 @@ pub fn load_modules(list: &Path) -> Result<usize, HandoffError> {
             })
         }
     };
-    let mut loaded = 0;
-    for line in text
+    let list: Vec<_> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let name = Path::new(line)
-            .file_name()
-            .map_or(line.into(), |n| n.to_string_lossy());
-        let _phase = crate::timing::phase(format!("module {name}"));
-        let result = std::fs::File::open(line)
+        .map(|l| modules::describe(Path::new(l)))
+        .collect();
+    Ok(modules::load_all(&list, &|m| {
+        let _phase = crate::timing::phase_at(format!("module {}", m.name), 1);
+        let result = std::fs::File::open(&m.path)
             .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
             .and_then(|f| nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()));
         match result {
-            Ok(()) => loaded += 1,
-            Err(nix::Error::EEXIST) => {}
-            Err(e) => log::warn!("module {line}: {e}"),
+            Ok(()) => true,
+            Err(nix::Error::EEXIST) => false,
+            Err(e) => {
+                log::warn!("module {}: {e}", m.path.display());
+                false
+            }
         }
-    }
-    Ok(loaded)
+    }))
 }
 
 /// Brings up the network the broker needs.

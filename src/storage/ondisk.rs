@@ -121,23 +121,50 @@ pub fn decode_pair(image: &[u8]) -> HeaderPair {
     HeaderPair { primary, secondary }
 }
 
-/// Reads the first `len` bytes of `device` with plain `read()` calls from
-/// an `O_RDONLY` descriptor: nothing in this path can write the device
-/// (libcryptsetup's loader repairs a header copy it thinks is damaged, so
-/// it only ever sees our private copy of these bytes).
-pub fn read_start(device: &Path, len: u64) -> std::io::Result<Vec<u8>> {
+/// How much of the device's start holds the two metadata areas: twice the
+/// primary's `hdr_size` (from its first 4096 bytes), or `all` when there is
+/// no readable primary (then the secondary may sit at any allowed offset).
+pub fn metadata_len(first: &[u8], all: u64) -> u64 {
+    match first.get(..16) {
+        Some(b) if &b[..6] == MAGIC_PRIMARY && HDR_SIZES.contains(&be64(b, 8)) => {
+            (2 * be64(b, 8)).min(all)
+        }
+        _ => all,
+    }
+}
+
+/// Reads the LUKS2 metadata areas at the start of `device`
+/// ([`metadata_len`]) with plain `read()` calls from an `O_RDONLY`
+/// descriptor: nothing in this path can write the device (libcryptsetup's
+/// loader repairs a header copy it thinks is damaged, so it only ever sees
+/// our private copy of these bytes). The device must hold at least `all`
+/// bytes (the metadata and the keyslot area in front of the data).
+pub fn read_metadata(device: &Path, all: u64) -> std::io::Result<Vec<u8>> {
     let mut f = std::fs::OpenOptions::new().read(true).open(device)?;
     let size = f.seek(SeekFrom::End(0))?;
-    if size < len {
+    if size < all {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             format!(
-                "the device holds {size} bytes, fewer than the {len} of cvm-init's LUKS2 metadata"
+                "the device holds {size} bytes, fewer than the {all} of cvm-init's LUKS2 metadata"
             ),
         ));
     }
     f.seek(SeekFrom::Start(0))?;
-    let mut buf = vec![0u8; len as usize];
-    f.read_exact(&mut buf)?;
+    let mut first = vec![0u8; BINARY_HEADER_BYTES];
+    f.read_exact(&mut first)?;
+    let len = metadata_len(&first, all) as usize;
+    let mut buf = vec![0u8; len];
+    buf[..BINARY_HEADER_BYTES].copy_from_slice(&first);
+    f.read_exact(&mut buf[BINARY_HEADER_BYTES..])?;
+    Ok(buf)
+}
+
+/// Reads `len` bytes at `offset` of `device` (`O_RDONLY`).
+pub fn read_range(device: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).open(device)?;
+    let mut buf = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
+    f.read_exact_at(&mut buf, offset)?;
     Ok(buf)
 }
