@@ -345,6 +345,7 @@ pub fn format_volume(
         device: device.clone(),
         source,
     };
+    let building = timing::phase("build header");
     let image = commit::build_header(
         &vol.name,
         &device,
@@ -363,7 +364,11 @@ pub fn format_volume(
         },
     )?;
     drop(keyslot_key);
-    commit::commit_new_header(&vol.name, &device, &image)?;
+    building.end();
+    timing::timed("commit header", || {
+        commit::commit_new_header(&vol.name, &device, &image)
+    })?;
+    let _read_back = timing::phase("read back");
     let copy = open_header_copy(&vol.name, &device, &env.run_dir)?;
     let token = authenticate(vol, &copy, keys)?;
     if copy.luks_uuid() != uuid_text || token.state != TokenState::Provisioning {
