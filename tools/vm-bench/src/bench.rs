@@ -23,7 +23,7 @@ use crate::qemu::{free_port, Vm, VmSpec};
 use crate::{rootfs, workload};
 
 mod svg;
-mod table;
+pub mod table;
 
 /// What `scripts/bench` is asked to do.
 #[derive(Debug, Clone)]

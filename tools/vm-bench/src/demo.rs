@@ -220,19 +220,28 @@ fn show(b: &agent::GoodBoot) {
         b.volume_ms.map_or("?".into(), |v| v.to_string()),
         b.to_serving
     );
+    if let Some(t) = &b.timeline {
+        print!("{}", crate::bench::table::bars(t, "  "));
+    }
 }
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
 }
 
-/// For callers that want a directory kept or a temporary one.
+/// Runs the demo in `workdir`, or in `target/demo` of the repository
+/// (emptied first); either is kept afterwards, with every console log.
 pub fn run_in(workdir: Option<&Path>, bench_unlock: bool) -> Result<DemoReport> {
     match workdir {
         Some(d) => run(d, bench_unlock),
         None => {
-            let temp = tempfile::tempdir().context("temporary directory")?;
-            run(temp.path(), bench_unlock)
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/demo");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("emptying {}", dir.display()))?;
+            }
+            std::fs::create_dir_all(&dir)?;
+            run(&dir.canonicalize()?, bench_unlock)
         }
     }
 }

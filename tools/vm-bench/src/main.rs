@@ -39,7 +39,8 @@ enum Cmd {
     /// writes a file and serves HTTPS with the delivered key; the second
     /// boot unlocks and reads it back; then the unlock benchmark.
     Demo {
-        /// Keep the images and console logs here.
+        /// Keep the images and console logs here (default: target/demo,
+        /// emptied first; kept either way).
         #[arg(long)]
         workdir: Option<PathBuf>,
         /// Skip the unlock benchmark (one boot less).

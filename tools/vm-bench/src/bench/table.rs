@@ -162,6 +162,31 @@ fn mib(b: u64) -> f64 {
     b as f64 / f64::from(1 << 20)
 }
 
+/// A boot timeline (`boot-timing.json`) as text: one bar per top-level
+/// phase, on a 40-column scale of the agent's whole time.
+pub fn bars(timeline: &serde_json::Value, indent: &str) -> String {
+    let start = timeline["agent_start_ms"].as_f64().unwrap_or(0.0);
+    let total = (timeline["end_ms"].as_f64().unwrap_or(start) - start).max(1.0);
+    let mut out = String::new();
+    for p in timeline["phases"].as_array().into_iter().flatten() {
+        if p["depth"].as_u64() != Some(0) {
+            continue;
+        }
+        let name = p["name"].as_str().unwrap_or("?");
+        let ms = p["ms"].as_f64().unwrap_or(0.0);
+        let offset = ((p["start_ms"].as_f64().unwrap_or(start) - start) / total * 40.0) as usize;
+        let width = ((ms / total * 40.0).round() as usize).max(1);
+        let _ = writeln!(
+            out,
+            "{indent}{name:<16} {}{}{} {ms:>6.0} ms",
+            " ".repeat(offset.min(40)),
+            "#".repeat(width.min(40)),
+            " ".repeat(40usize.saturating_sub(offset + width)),
+        );
+    }
+    out
+}
+
 /// Each phase's median over the boots of `kind`, in the first boot's order.
 pub fn phase_medians(r: &Report, kind: Kind) -> Vec<(String, u32, f64)> {
     let Some(first) = of(r, kind).next() else {
