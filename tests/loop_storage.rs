@@ -216,6 +216,12 @@ fn first_boot_format_writes_exactly_our_header() {
         copy.verify_key(&material()),
         Err(StorageError::WrongKey { .. })
     ));
+    // The volume key is the derived one (activation needs no keyslot);
+    // another instance's is not.
+    assert!(copy.has_derived_volume_key(&keys(&vol)).unwrap());
+    let m = material();
+    let elsewhere = VolumeKeys::new(&vol, &m, Some("vm-2"));
+    assert!(!copy.has_derived_volume_key(&elsewhere).unwrap());
 
     // The copy is removed with the handle.
     let path = copy.path().to_owned();
@@ -417,8 +423,10 @@ fn pinned_uuid_refuses_a_swapped_disk() {
         Disposition::Format(p) => p,
         other => panic!("{other:?}"),
     };
-    let copy = format_volume(permit, &pinned, &keys(&pinned), &fx.env()).unwrap();
+    let mut copy = format_volume(permit, &pinned, &keys(&pinned), &fx.env()).unwrap();
     assert_eq!(copy.luks_uuid(), "1b4e28ba-2fa1-4d2b-883f-0016d3cca427");
+    // A UUID that is the same at every format keeps a random volume key.
+    assert!(!copy.has_derived_volume_key(&keys(&pinned)).unwrap());
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub const DERIVED_KEY_BYTES: usize = 64;
 /// HKDF `info` prefix; the volume name, the LUKS UUID and the instance
 /// identity follow. Changing it changes every key.
 pub const HKDF_INFO_PREFIX: &str = "cvm-init/luks2-keyslot/v2/";
+/// HKDF `info` prefix of a derived volume key; the same fields follow.
+pub const VOLUME_KEY_INFO_PREFIX: &str = "cvm-init/luks2-volume-key/v1/";
 
 /// Everything the keys of one volume are made from: the broker's secret,
 /// how to use it, the volume's name and, when the config has one, a trusted
@@ -48,6 +50,55 @@ impl<'a> VolumeKeys<'a> {
             luks_uuid,
             self.instance,
         )
+    }
+
+    /// The LUKS2 volume key (`len` bytes) of a header with the random
+    /// `luks_uuid` that cvm-init generated when it formatted the volume.
+    ///
+    /// HKDF-SHA256 with ikm = material, salt = the UUID as text, info =
+    /// `"cvm-init/luks2-volume-key/v1/" + volume + NUL + uuid + NUL +
+    /// instance`. With it a later boot activates the mapping by volume key
+    /// (libcryptsetup checks it against the header's digest) instead of
+    /// opening the keyslot: no keyslot KDF, no anti-forensic merge, no
+    /// decryption of the keyslot area through the kernel.
+    ///
+    /// Why this is as strong as libcryptsetup's random volume key:
+    /// - the material is at least 256 bits from the broker, which the host
+    ///   never sees; HKDF's output is then a pseudorandom key, and the
+    ///   volume key is exactly as secret as the keyslot passphrase that
+    ///   already decrypts it;
+    /// - the prefix separates it from the keyslot passphrase and the state
+    ///   key made from the same material, the volume name and instance
+    ///   separate volumes and VMs;
+    /// - a fresh key per format: the UUID is 122 random bits drawn at each
+    ///   format, so a host that blanks the disk and has us format it again
+    ///   gets a new key, and never two ciphertexts of different data under
+    ///   one XTS key at the same sector. A volume whose config fixes
+    ///   `luks_uuid` would break that, so it keeps a random volume key
+    ///   (the caller decides; activation then falls back to the keyslot);
+    /// - a header the host writes cannot choose the key: the UUID it names
+    ///   must carry our MAC'd state token, so it can only replay one of
+    ///   our own headers, which the keyslot would open just the same.
+    ///
+    /// The keyslot still holds the same key, so `cryptsetup open` with the
+    /// keyslot passphrase works for recovery.
+    pub fn volume_key(&self, luks_uuid: &str, len: usize) -> Result<Secret, StorageError> {
+        check_length(self.kind, self.material, self.volume)?;
+        let info = format!(
+            "{VOLUME_KEY_INFO_PREFIX}{}\0{luks_uuid}\0{}",
+            self.volume,
+            self.instance.unwrap_or("")
+        );
+        hkdf_sha256(
+            self.material.expose(),
+            luks_uuid.as_bytes(),
+            info.as_bytes(),
+            len,
+        )
+        .map_err(|e| StorageError::Kdf {
+            volume: self.volume.to_owned(),
+            problem: e.to_string(),
+        })
     }
 
     /// The key of the volume's state-token MAC.
@@ -191,6 +242,54 @@ mod tests {
         }
         // Deterministic.
         assert_eq!(a, d("data", u1, None));
+    }
+
+    #[test]
+    fn volume_key_is_separate_from_the_keyslot_key_and_per_uuid() {
+        let m = Secret::new(vec![7u8; 32]);
+        let keys = VolumeKeys {
+            kind: KeyDerivation::Hkdf,
+            material: &m,
+            volume: "data",
+            instance: None,
+        };
+        let u1 = "1b4e28ba-2fa1-4d2b-883f-0016d3cca427";
+        let u2 = "1b4e28ba-2fa1-4d2b-883f-0016d3cca428";
+        let vk = keys.volume_key(u1, 64).unwrap();
+        // Python `cryptography`: `HKDF(SHA256(), 64, salt=u, info=
+        // b"cvm-init/luks2-volume-key/v1/data\0" + u + b"\0")
+        // .derive(bytes(range(0x20, 0x40)))`.
+        let kat = VolumeKeys {
+            material: &Secret::new((0x20u8..0x40).collect()),
+            ..keys
+        }
+        .volume_key(u1, 64)
+        .unwrap();
+        assert_eq!(
+            hex::encode(kat.expose()),
+            "207be95d4bec9aa84f0a126256240110eecc3cd25357928bfb58c5a3acd8f18f\
+             e2efb3387e54e73f6889ea8d174936b19cf3df4093f3caa303970abd7e451445"
+        );
+        assert_eq!(vk, keys.volume_key(u1, 64).unwrap());
+        assert_ne!(vk, keys.keyslot(u1).unwrap());
+        assert_ne!(vk, keys.volume_key(u2, 64).unwrap());
+        let other = VolumeKeys {
+            instance: Some("vm-2"),
+            ..keys
+        };
+        assert_ne!(vk, other.volume_key(u1, 64).unwrap());
+        // Raw material: still derived, never the material itself.
+        let raw = VolumeKeys {
+            kind: KeyDerivation::Raw,
+            ..keys
+        };
+        assert_ne!(raw.volume_key(u1, 32).unwrap(), m);
+        let short = Secret::new(vec![1u8; 31]);
+        let short = VolumeKeys {
+            material: &short,
+            ..keys
+        };
+        assert!(short.volume_key(u1, 64).is_err());
     }
 
     #[test]

@@ -23,15 +23,31 @@ use serde_json::Value;
 
 use super::commit::{write_ranges, PRIMARY_BINARY, PRIMARY_JSON, SECONDARY};
 use super::header::{params::*, Expected};
+use super::kdf::VolumeKeys;
 use super::ondisk::{self, BinaryHeader};
 use super::state::{header_token, Binding, StateKey, TokenState};
 use super::StorageError;
 use crate::secrets::Secret;
+use crate::timing;
 
 /// Routes libcryptsetup's messages into `log`, so they reach the console
 /// (and `/dev/kmsg`) with our other lines. Call once, early.
 pub fn set_up_crypt_logging() {
     libcryptsetup_rs::set_log_callback::<()>(Some(crypt_log), None);
+}
+
+thread_local! {
+    /// Set while a call whose failure we expect and handle runs: its
+    /// error messages are logged at debug.
+    static EXPECTED_FAILURE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with libcryptsetup's error messages on this thread at debug.
+fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    EXPECTED_FAILURE.with(|q| q.set(true));
+    let out = f();
+    EXPECTED_FAILURE.with(|q| q.set(false));
+    out
 }
 
 extern "C" fn crypt_log(level: c_int, msg: *const c_char, _usrptr: *mut c_void) {
@@ -42,7 +58,9 @@ extern "C" fn crypt_log(level: c_int, msg: *const c_char, _usrptr: *mut c_void) 
     // for the duration of the callback; we copy it before returning.
     let msg = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
     let msg = msg.trim_end();
+    let quiet = EXPECTED_FAILURE.with(|q| q.get());
     match CryptLogLevel::try_from(level) {
+        Ok(CryptLogLevel::Error) if quiet => log::debug!("libcryptsetup: {msg}"),
         Ok(CryptLogLevel::Error) => log::error!("libcryptsetup: {msg}"),
         Ok(CryptLogLevel::Normal) => log::info!("libcryptsetup: {msg}"),
         Ok(CryptLogLevel::Verbose) => log::debug!("libcryptsetup: {msg}"),
@@ -420,30 +438,75 @@ impl HeaderCopy {
         }
     }
 
-    /// libcryptsetup returns -EPERM when no keyslot accepts the passphrase.
+    /// libcryptsetup returns -EPERM when no keyslot accepts the passphrase
+    /// and when a volume key does not match the digest.
     fn key_error(&self, e: LibcryptErr, op: &'static str) -> StorageError {
-        match &e {
-            LibcryptErr::IOError(io)
-                if io.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) =>
-            {
-                StorageError::WrongKey {
-                    volume: self.volume.clone(),
-                    device: self.device.clone(),
-                }
+        if is_eperm(&e) {
+            StorageError::WrongKey {
+                volume: self.volume.clone(),
+                device: self.device.clone(),
             }
-            _ => crypt_err(&self.volume, &self.device, op)(e),
+        } else {
+            crypt_err(&self.volume, &self.device, op)(e)
+        }
+    }
+
+    /// Whether the derived volume key ([`VolumeKeys::volume_key`]) of this
+    /// header is its volume key; checks it against the digest, no
+    /// device-mapper needed.
+    pub fn has_derived_volume_key(&mut self, keys: &VolumeKeys<'_>) -> Result<bool, StorageError> {
+        self.by_volume_key(None, keys)
+    }
+
+    /// Activation (`name`) or check (`None`) by the derived volume key;
+    /// `Ok(false)` when it is not this header's key.
+    fn by_volume_key(
+        &mut self,
+        name: Option<&str>,
+        keys: &VolumeKeys<'_>,
+    ) -> Result<bool, StorageError> {
+        let Ok(len @ 1..) = usize::try_from(self.cd.status_handle().get_volume_key_size()) else {
+            return Ok(false);
+        };
+        let vk = keys.volume_key(&self.luks_uuid, len)?;
+        let mut activate = self.cd.activate_handle();
+        match quietly(|| {
+            activate.activate_by_volume_key(name, Some(vk.expose()), CryptActivate::empty())
+        }) {
+            Ok(()) => Ok(true),
+            Err(e) if is_eperm(&e) => Ok(false),
+            Err(e) => Err(crypt_err(
+                &self.volume,
+                &self.device,
+                "activate the mapping",
+            )(e)),
         }
     }
 
     /// Activates the mapping `/dev/mapper/<volume>` from this validated copy
     /// (detached header) and checks it is active; on any failure after the
     /// table was created, removes it again. VM tier only.
-    pub fn activate(&mut self, key: &Secret) -> Result<(), StorageError> {
+    ///
+    /// A volume cvm-init formatted under a random UUID is activated by its
+    /// derived volume key: libcryptsetup checks that key against the
+    /// header's digest (PBKDF2 at the floor) and creates the table; no
+    /// keyslot is opened. Any other volume (formatted before volume keys
+    /// were derived, or with a configured `luks_uuid`) by its keyslot.
+    pub fn activate(&mut self, keys: &VolumeKeys<'_>) -> Result<(), StorageError> {
         let name = self.volume.clone();
-        self.cd
-            .activate_handle()
-            .activate_by_passphrase(Some(&name), None, key.expose(), CryptActivate::empty())
+        if !timing::timed("dm create", || self.by_volume_key(Some(&name), keys))? {
+            log::debug!("volume {name}: volume key not derived; activating by keyslot");
+            let key = keys.keyslot(&self.luks_uuid)?;
+            timing::timed("keyslot", || {
+                self.cd.activate_handle().activate_by_passphrase(
+                    Some(&name),
+                    None,
+                    key.expose(),
+                    CryptActivate::empty(),
+                )
+            })
             .map_err(|e| self.key_error(e, "activate the mapping"))?;
+        }
         match libcryptsetup_rs::status(Some(&mut self.cd), &name) {
             Ok(CryptStatusInfo::Active) => {
                 log::info!(
@@ -493,6 +556,10 @@ impl HeaderCopy {
                 "initialise integrity tags",
             ))
     }
+}
+
+fn is_eperm(e: &LibcryptErr) -> bool {
+    matches!(e, LibcryptErr::IOError(io) if io.raw_os_error() == Some(nix::errno::Errno::EPERM as i32))
 }
 
 impl Drop for HeaderCopy {

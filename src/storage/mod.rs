@@ -339,6 +339,15 @@ pub fn format_volume(
     };
     let uuid_text = uuid.hyphenated().to_string();
     let keyslot_key = keys.keyslot(&uuid_text)?;
+    // Derived only under a UUID drawn just now (fresh per format; see
+    // `VolumeKeys::volume_key`); a configured UUID keeps a random key.
+    let volume_key = match vol.luks_uuid {
+        None => Some(keys.volume_key(
+            &uuid_text,
+            Expected::for_volume(vol).keyslot_key_bytes() as usize,
+        )?),
+        Some(_) => None,
+    };
     let state_key = keys.state_key()?;
     let header_err = |source| StorageError::Header {
         volume: vol.name.clone(),
@@ -352,7 +361,10 @@ pub fn format_volume(
         &env.run_dir,
         Expected::for_volume(vol),
         uuid,
-        &keyslot_key,
+        commit::NewKeys {
+            keyslot: &keyslot_key,
+            volume: volume_key.as_ref(),
+        },
         |metadata| {
             let binding = state::Binding {
                 volume: &vol.name,
@@ -363,7 +375,7 @@ pub fn format_volume(
             state_key.token_json(&binding, metadata).map_err(header_err)
         },
     )?;
-    drop(keyslot_key);
+    drop((keyslot_key, volume_key));
     building.end();
     timing::timed("commit header", || {
         commit::commit_new_header(&vol.name, &device, &image)
@@ -476,11 +488,7 @@ pub fn prepare_volume(
         VolumeAction::Unlocked => claimed_token(vol, &copy)?.data_sectors,
         _ => None,
     };
-    let activation = timing::phase("activate");
-    let key = keys.keyslot(copy.luks_uuid())?;
-    copy.activate(&key)?;
-    drop(key);
-    activation.end();
+    timing::timed("activate", || copy.activate(keys))?;
     let rollback = ActiveMapping(Some(&vol.name));
     let checked = timing::timed("mapping check", || {
         mapping::check(vol, &device, &env.dev, recorded)

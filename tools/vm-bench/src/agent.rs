@@ -122,6 +122,8 @@ pub struct AgentBench {
     pub broker_port: u16,
     /// The data volume uses dm-integrity (`integrity = true`).
     pub integrity: bool,
+    /// The data volume's pinned `luks_uuid` ([`Options::luks_uuid`]).
+    pub luks_uuid: Option<String>,
     /// The simulated launch's host data (hex): the measured config then
     /// accepts a host-supplied init-data document through fw_cfg.
     pub host_data: Option<String>,
@@ -169,6 +171,9 @@ pub struct Options {
     /// The image is built elsewhere ([`crate::mkosi`]): only the broker,
     /// its resources and CA; no initramfs.
     pub external_image: bool,
+    /// `luks_uuid` of the data volume (pinned: a random volume key, opened
+    /// by keyslot).
+    pub luks_uuid: Option<String>,
 }
 
 impl AgentBench {
@@ -233,6 +238,7 @@ impl AgentBench {
             disk_secret,
             broker_port: free_port()?,
             integrity: options.integrity,
+            luks_uuid: options.luks_uuid,
             host_data: options.host_data,
             init_data: None,
             verity,
@@ -366,7 +372,7 @@ format = true
 filesystem = "ext4"
 mountpoint = "{sysroot}/data"
 integrity = {integrity}
-
+{luks_uuid}
 [[secret]]
 resource = "default/tls/cert"
 path = "/run/cvm-init/tls/cert.pem"
@@ -380,7 +386,11 @@ path = "/run/cvm-init/tls/key.pem"
 action = "halt"
 {debug}{root}"#,
             port = self.broker_port,
-            integrity = self.integrity
+            integrity = self.integrity,
+            luks_uuid = match &self.luks_uuid {
+                Some(u) => format!("luks_uuid = \"{u}\"\n"),
+                None => String::new(),
+            }
         )
     }
 

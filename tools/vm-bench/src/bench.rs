@@ -114,6 +114,10 @@ pub struct Report {
 /// The binary and the initramfs delta (issue 13's size targets).
 #[derive(Debug, Clone, Serialize)]
 pub struct Sizes {
+    /// The release binary (`cargo build --release`, what `cargo deb`
+    /// ships: LTO, opt-level "s", stripped), if scripts/bench built it.
+    pub release_binary_bytes: Option<u64>,
+    /// The binary the VM boots (profile `vm`: no LTO, opt-level 2).
     pub binary_bytes: u64,
     /// The agent's initramfs minus the plain one, each compressed with
     /// `zstd -19` (Debian's and mkosi's initrds are zstd).
@@ -412,7 +416,17 @@ fn sizes(bench: &AgentBench, plain_initrd: &Path) -> Result<Sizes> {
     }
     largest.sort_by_key(|f| std::cmp::Reverse(f.1));
     largest.truncate(3);
+    // target/vm/cvm-init -> target/release/cvm-init
+    let release = bench
+        .bins
+        .cvm_init
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("release/cvm-init"));
     Ok(Sizes {
+        release_binary_bytes: release
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len()),
         binary_bytes: std::fs::metadata(&bench.bins.cvm_init)?.len(),
         initramfs_delta_zstd_bytes: agent.saturating_sub(plain),
         largest,

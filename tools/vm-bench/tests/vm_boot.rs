@@ -43,6 +43,10 @@ fn vm_first_boot_provisions_second_boot_unlocks_nothing_leaks() {
     let dir = tempfile::tempdir().unwrap();
     let report = vm_bench::demo::run(dir.path(), false).unwrap_or_else(|e| panic!("{e:#}"));
     let (first, second) = (report.first.unwrap(), report.second.unwrap());
+    // The unlock activates by the derived volume key, no keyslot opened.
+    let phases = phase_names(&second);
+    assert!(phases.iter().any(|p| p == "dm create"), "{phases:?}");
+    assert!(!phases.iter().any(|p| p == "keyslot"), "{phases:?}");
     eprintln!(
         "timings: boot 1 handoff {:?} ms (volume {:?} ms), boot 2 handoff {:?} ms (volume {:?} ms)",
         first.handoff_ms, first.volume_ms, second.handoff_ms, second.volume_ms
@@ -325,6 +329,39 @@ fn vm_integrity_volume_provisions_and_unlocks() {
     let second = agent::good_boot(&bench, &data, "boot2.log").unwrap();
     assert!(second.volume.contains("Unlocked"), "{}", second.volume);
     assert_eq!(second.workload, format!("read {text}"));
+}
+
+/// The names of a good boot's timeline phases.
+fn phase_names(boot: &agent::GoodBoot) -> Vec<String> {
+    let timeline = boot
+        .timeline
+        .as_ref()
+        .expect("the workload printed the timeline");
+    timeline["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A pinned `luks_uuid` is the same at every format, so that volume keeps
+/// a random volume key and unlocks by its keyslot.
+#[test]
+fn vm_pinned_uuid_volume_unlocks_by_keyslot() {
+    let Some(_g) = one_vm_at_a_time() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let options = agent::Options {
+        luks_uuid: Some("6f1c1f0e-1b7a-4c57-9d43-0c6a8f7e2b11".to_owned()),
+        ..agent::Options::default()
+    };
+    let bench = AgentBench::with_options(dir.path(), options).unwrap();
+    let data = bench.blank_disk("data.img", 64).unwrap();
+    provision(&bench, &data);
+    let second = agent::good_boot(&bench, &data, "boot2.log").unwrap();
+    assert!(second.volume.contains("Unlocked"), "{}", second.volume);
+    let phases = phase_names(&second);
+    assert!(phases.iter().any(|p| p == "keyslot"), "{phases:?}");
 }
 
 /// Edits the dm-integrity superblock at the start of the data segment

@@ -122,11 +122,13 @@ pub fn render(r: &Report) -> String {
         );
     }
     let s = &r.sizes;
+    let shipped = s.release_binary_bytes.unwrap_or(s.binary_bytes);
     let _ = writeln!(
         t,
-        "  stripped binary: {:.2} MiB (target <= 6 MiB: {}); initramfs delta, zstd -19: {:.2} MiB (target <= 12 MiB: {}); largest: {}",
+        "  stripped binary: {:.2} MiB as released (target <= 6 MiB: {}; the VM tests' unoptimised-link build: {:.2} MiB); initramfs delta (with the VM build), zstd -19: {:.2} MiB (target <= 12 MiB: {}); largest: {}",
+        mib(shipped),
+        verdict(shipped <= 6 << 20),
         mib(s.binary_bytes),
-        verdict(s.binary_bytes <= 6 << 20),
         mib(s.initramfs_delta_zstd_bytes),
         verdict(s.initramfs_delta_zstd_bytes <= 12 << 20),
         s.largest
