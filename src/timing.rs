@@ -85,32 +85,26 @@ pub fn phase(name: impl Into<String>) -> PhaseGuard {
     let mut s = state();
     let depth = s.depth;
     s.depth += 1;
+    push(&mut s, name.into(), depth, true)
+}
+
+fn push(s: &mut State, name: String, depth: u32, nested: bool) -> PhaseGuard {
     s.phases.push(Phase {
-        name: name.into(),
+        name,
         start_ms: now_ms(),
         ms: None,
         depth,
     });
     PhaseGuard {
         index: s.phases.len() - 1,
-        nested: true,
+        nested,
     }
 }
 
 /// Starts a phase at a fixed `depth`, leaving the nesting alone: for
 /// phases that run on several threads at once.
 pub fn phase_at(name: impl Into<String>, depth: u32) -> PhaseGuard {
-    let mut s = state();
-    s.phases.push(Phase {
-        name: name.into(),
-        start_ms: now_ms(),
-        ms: None,
-        depth,
-    });
-    PhaseGuard {
-        index: s.phases.len() - 1,
-        nested: false,
-    }
+    push(&mut state(), name.into(), depth, false)
 }
 
 impl PhaseGuard {
