@@ -42,12 +42,18 @@ thread_local! {
     static EXPECTED_FAILURE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` with libcryptsetup's error messages on this thread at debug.
+/// Runs `f` with libcryptsetup's error messages on this thread at debug
+/// (reset on return and on unwind).
 fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            EXPECTED_FAILURE.with(|q| q.set(false));
+        }
+    }
     EXPECTED_FAILURE.with(|q| q.set(true));
-    let out = f();
-    EXPECTED_FAILURE.with(|q| q.set(false));
-    out
+    let _reset = Reset;
+    f()
 }
 
 extern "C" fn crypt_log(level: c_int, msg: *const c_char, _usrptr: *mut c_void) {
@@ -438,8 +444,7 @@ impl HeaderCopy {
         }
     }
 
-    /// libcryptsetup returns -EPERM when no keyslot accepts the passphrase
-    /// and when a volume key does not match the digest.
+    /// libcryptsetup returns -EPERM when no keyslot accepts the passphrase.
     fn key_error(&self, e: LibcryptErr, op: &'static str) -> StorageError {
         if is_eperm(&e) {
             StorageError::WrongKey {

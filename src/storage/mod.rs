@@ -338,14 +338,12 @@ pub fn format_volume(
         None => uuid::Uuid::new_v4(),
     };
     let uuid_text = uuid.hyphenated().to_string();
+    let expect = Expected::for_volume(vol);
     let keyslot_key = keys.keyslot(&uuid_text)?;
     // Derived only under a UUID drawn just now (fresh per format; see
     // `VolumeKeys::volume_key`); a configured UUID keeps a random key.
     let volume_key = match vol.luks_uuid {
-        None => Some(keys.volume_key(
-            &uuid_text,
-            Expected::for_volume(vol).keyslot_key_bytes() as usize,
-        )?),
+        None => Some(keys.volume_key(&uuid_text, expect.keyslot_key_bytes() as usize)?),
         Some(_) => None,
     };
     let state_key = keys.state_key()?;
@@ -359,7 +357,7 @@ pub fn format_volume(
         &vol.name,
         &device,
         &env.run_dir,
-        Expected::for_volume(vol),
+        expect,
         uuid,
         commit::NewKeys {
             keyslot: &keyslot_key,
@@ -389,7 +387,7 @@ pub fn format_volume(
             problem: "the header read back is not the one just written".to_owned(),
         }));
     }
-    validate_header(copy.json(), &Expected::for_volume(vol)).map_err(header_err)?;
+    validate_header(copy.json(), &expect).map_err(header_err)?;
     log::info!(
         "volume {}: formatted {} as LUKS2 {uuid_text} (state provisioning)",
         vol.name,
