@@ -192,7 +192,14 @@ fn first_boot_format_writes_exactly_our_header() {
     // Our layout: 16 KiB header copies, data from 16 MiB.
     assert_eq!(json["segments"]["0"]["offset"], "16777216");
     assert_eq!(json["config"]["json_size"], "12288");
-    assert_eq!(json["config"]["keyslots_size"], "16744448");
+    assert_eq!(json["config"]["keyslots_size"], "1015808");
+    // From the keyslot area's end to 16 MiB: our padding, on the device.
+    let head = fs::read(&dev).unwrap();
+    let padding = &head[MIB as usize..16 * MIB as usize];
+    assert!(
+        padding.starts_with(b"cvm-init LUKS2 padding: non-zero so a wiped header is not blank\n")
+    );
+    assert!(padding.chunks(64).all(|c| c == &padding[..64]));
 
     // The HKDF key bound to this header's UUID opens the keyslot; the raw
     // material, or the key for another UUID, does not.
@@ -1014,8 +1021,8 @@ fn allow_discards_forged_in_is_refused_unless_configured() {
 
 #[test]
 fn first_mib_zeroed_on_a_provisioned_disk_is_not_blank() {
-    // The keyslot area runs to 16 MiB: zeroing the first MiB leaves key
-    // material behind, so this is not a blank disk.
+    // Zeroing the first MiB (both headers and the keyslot area) leaves our
+    // padding up to 16 MiB behind, so this is not a blank disk.
     let err = tampered(true, |_, dev| write_at(dev, 0, &vec![0u8; MIB as usize]));
     match err {
         StorageError::NotBlank { found, .. } => assert!(found.contains("first 16 MiB"), "{found}"),

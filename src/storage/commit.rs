@@ -122,8 +122,9 @@ pub(crate) fn build_header(
             .json_set(TokenInput::AddToken(&token(&json)?))
             .map_err(crypt_err(volume, device, "write the cvm-init state token"))?;
     }
-    let image = std::fs::read(&path).map_err(file_err)?;
+    let mut image = std::fs::read(&path).map_err(file_err)?;
     drop(cleanup);
+    pad(&mut image);
     if image.len() as u64 != DATA_OFFSET || ondisk::decode_pair(&image).primary.is_none() {
         return Err(StorageError::Header {
             volume: volume.to_owned(),
@@ -138,6 +139,17 @@ pub(crate) fn build_header(
         });
     }
     Ok(image)
+}
+
+/// Fills the image from the keyslot area's end to [`DATA_OFFSET`] with
+/// [`PADDING_LINE`] (libcryptsetup left a hole there, read as zeros).
+fn pad(image: &mut [u8]) {
+    let end = image.len().min(DATA_OFFSET as usize);
+    if let Some(padding) = image.get_mut(KEYSLOTS_END as usize..end) {
+        for chunk in padding.chunks_mut(PADDING_LINE.len()) {
+            chunk.copy_from_slice(&PADDING_LINE[..chunk.len()]);
+        }
+    }
 }
 
 /// Byte ranges of the metadata image, in the order they are written.
@@ -157,12 +169,12 @@ const AFTER_PRIMARY: std::ops::Range<u64> = HDR_SIZE..DATA_OFFSET;
 /// 3. the secondary header and the keyslot area (the resume path does not
 ///    need them; libcryptsetup falls back to the primary),
 ///
-/// each followed by `fsync`. All of the keyslot area is written, though
-/// one keyslot uses 250 KiB of it: libcryptsetup fills it with random
-/// bytes, so a host that zeroes the start of a provisioned disk does not
-/// make it look blank (and reformatted) until it has wiped all 16 MiB
-/// (`tests/loop_storage.rs`, `first_mib_zeroed_...`). It costs about
-/// 0.3 s of a first boot under emulation, once.
+/// each followed by `fsync`. All 16 MiB are written, though one keyslot
+/// uses 250 KiB of them: the keyslot area holds libcryptsetup's random
+/// fill and the rest our padding, so a host that zeroes the start of a
+/// provisioned disk does not make it look blank (and reformatted) until it
+/// has wiped all 16 MiB (`tests/loop_storage.rs`, `first_mib_zeroed_...`).
+/// It costs about 0.3 s of a first boot under emulation, once.
 pub(crate) fn commit_new_header(
     volume: &str,
     device: &Path,

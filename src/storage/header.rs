@@ -43,13 +43,29 @@ pub mod params {
     /// header as ours from its very first write (before the token exists).
     pub const TOKEN_TYPE: &str = "cvm-init";
     pub const SUBSYSTEM: &str = "cvm-init";
-    /// The one metadata layout we write (libcryptsetup's default): two
-    /// 16 KiB header copies (4 KiB binary header + 12 KiB JSON each), the
-    /// keyslot area up to 16 MiB, the data segment from 16 MiB on.
+    /// The metadata layout we write: two 16 KiB header copies (4 KiB
+    /// binary header + 12 KiB JSON each), the keyslot area up to 1 MiB
+    /// (room for two keyslots of the largest key, 375 KiB each), our
+    /// padding ([`PADDING_LINE`]) up to 16 MiB, the data segment from
+    /// 16 MiB on.
     pub const HDR_SIZE: u64 = 16 << 10;
     pub const JSON_SIZE: u64 = HDR_SIZE - 4096;
     pub const DATA_OFFSET: u64 = 16 << 20;
-    pub const KEYSLOTS_SIZE: u64 = DATA_OFFSET - 2 * HDR_SIZE;
+    pub const KEYSLOTS_END: u64 = 1 << 20;
+    pub const KEYSLOTS_SIZE: u64 = KEYSLOTS_END - 2 * HDR_SIZE;
+    /// The keyslot area of volumes formatted before 2026-12 (libcryptsetup's
+    /// default, up to [`DATA_OFFSET`]); still accepted. libcryptsetup fills
+    /// a keyslot area with random bytes from the kernel when it formats,
+    /// 0.8 s for this one under emulation, where the padding costs nothing.
+    pub const LEGACY_KEYSLOTS_SIZE: u64 = DATA_OFFSET - 2 * HDR_SIZE;
+    /// What fills `KEYSLOTS_END..DATA_OFFSET` of a new volume, repeated:
+    /// text, so a hex dump says what it is. It is there to be non-zero: a
+    /// host that wipes the header must wipe all 16 MiB before the blank
+    /// probe accepts the disk (`probe`), as with the old random-filled
+    /// keyslot area. Nothing reads it and nothing trusts it; it is not
+    /// secret, so it need not be random.
+    pub const PADDING_LINE: &[u8; 64] =
+        b"cvm-init LUKS2 padding: non-zero so a wiped header is not blank\n";
     /// Persistent activation flags we set. `allow-discards` is accepted only
     /// when the volume's config says `discard = true`: in a header the host
     /// wrote, it would tell the host which blocks are in use.
@@ -362,14 +378,21 @@ fn check_config(config: &Map<String, Value>, expect: &Expected) -> Result<(), He
         "config",
         &["json_size", "keyslots_size", "flags", "requirements"],
     )?;
-    for (key, want) in [("json_size", JSON_SIZE), ("keyslots_size", KEYSLOTS_SIZE)] {
-        let found = number(config, "config", key)?;
-        if found != want {
-            return Err(malformed(
-                format!("config.{key}"),
-                format!("is {found}, expected {want} (cvm-init's layout)"),
-            ));
-        }
+    let json_size = number(config, "config", "json_size")?;
+    if json_size != JSON_SIZE {
+        return Err(malformed(
+            "config.json_size",
+            format!("is {json_size}, expected {JSON_SIZE} (cvm-init's layout)"),
+        ));
+    }
+    let keyslots_size = number(config, "config", "keyslots_size")?;
+    if keyslots_size != KEYSLOTS_SIZE && keyslots_size != LEGACY_KEYSLOTS_SIZE {
+        return Err(malformed(
+            "config.keyslots_size",
+            format!(
+                "is {keyslots_size}, expected {KEYSLOTS_SIZE} (or {LEGACY_KEYSLOTS_SIZE} before 2026-12; cvm-init's layout)"
+            ),
+        ));
     }
     if let Some(req) = config.get("requirements") {
         let empty = match req {

@@ -34,6 +34,12 @@ use crate::timing;
 /// (and `/dev/kmsg`) with our other lines. Call once, early.
 pub fn set_up_crypt_logging() {
     libcryptsetup_rs::set_log_callback::<()>(Some(crypt_log), None);
+    // At trace (`cvm_init.log_level=trace loglevel=8`), libcryptsetup's own
+    // debug lines too: with the console's timestamps they show where a
+    // format or an activation spends its time. They name no key.
+    if log::max_level() >= log::LevelFilter::Trace {
+        libcryptsetup_rs::set_debug_level(libcryptsetup_rs::consts::vals::CryptDebugLevel::All);
+    }
 }
 
 thread_local! {

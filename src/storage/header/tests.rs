@@ -37,7 +37,7 @@ fn ours(integrity: bool) -> Value {
             "type": "pbkdf2", "keyslots": ["0"], "segments": ["0"], "hash": "sha256",
             "iterations": 1000, "salt": "pvxi==", "digest": "X81R=="
         }},
-        "config": {"json_size": "12288", "keyslots_size": "16744448",
+        "config": {"json_size": "12288", "keyslots_size": "1015808",
                    "flags": ["no-read-workqueue", "no-write-workqueue"]}
     });
     v["tokens"]["0"] = token(TokenState::Ready);
@@ -71,6 +71,18 @@ fn accepts_exactly_our_shape() {
         header_token_state(&ours(false)).unwrap(),
         Some(TokenState::Ready)
     );
+}
+
+#[test]
+fn keyslot_area_is_ours_or_the_one_before_2026_12() {
+    let mut v = ours(false);
+    v["config"]["keyslots_size"] = json!("16744448");
+    validate_header(&v, &PLAIN).unwrap();
+    for odd in ["1019904", "4194304", "0"] {
+        v["config"]["keyslots_size"] = json!(odd);
+        let e = refuse(&v, &PLAIN);
+        assert!(e.to_string().contains("config.keyslots_size"), "{e}");
+    }
 }
 
 #[test]
