@@ -93,47 +93,39 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     }
 
     let init_data = initdata::load(config.init_data.as_ref())?;
-    let mut config = config.clone();
-    let mut fetched: HashMap<ResourcePath, Secret> = HashMap::new();
-    let broker_phase = timing::phase("broker");
-    if init_data.is_some() || !config.plan().resources.is_empty() {
-        let attester = timing::timed("attester open", || {
-            attest::from_config(&config.attester, env.allow_simulated, &env.attest)
-        })?;
-        // GPUs the policy asks for are checked (present, CC mode) before
-        // the broker is contacted.
-        let gpus = GpuCollector::from_policy(config.attester.gpus)?;
-        let mut client = timing::timed("client", || BrokerClient::new(&config.broker))?;
-        if let Some(g) = gpus {
-            client = client.with_gpus(g);
-        }
-        if let Some(d) = &init_data {
-            // Nothing from the host is used before this check.
-            d.verify(&attester.host_data()?)?;
-            config = d.apply(&config)?;
-            client = client.with_init_data(d.to_wire());
-        }
-        let plan = config.plan();
-        if plan.resources.is_empty() && config.attester.gpus != GpuPolicy::None {
-            log::warn!(
-                "GPUs: not attested and not set ready: the config fetches no resource, so there \
-                 is no broker session to attest them in"
-            );
-        }
-        if !plan.resources.is_empty() {
-            let key = timing::timed("ephemeral key", || {
-                EphemeralKey::generate(match config.broker.key_alg {
-                    KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,
-                    KeyAlgConfig::RsaOaep256 => KeyAlg::RsaOaep256,
-                })
-            })?;
-            fetched = client
-                .fetch_all(attester.as_ref(), &key, &plan.resources)?
-                .into_iter()
-                .collect();
-        }
-    }
-    broker_phase.end();
+    // The broker session runs on its own thread; once it knows the final
+    // config (init-data applied) it hands it over, and this thread
+    // examines the volumes meanwhile: locate, probe, header copy, shape
+    // check, all before any key exists and without writing a device.
+    // Nothing is decided until the keys are in and the tokens' MACs check.
+    let (plan_tx, plan_rx) = std::sync::mpsc::channel::<Config>();
+    let (session, examined) = std::thread::scope(|scope| {
+        // `move`: the sender drops with the thread, so a session that
+        // fails before its plan ends the wait below.
+        let session = scope.spawn(move || {
+            broker_session(config, env, init_data, |c| {
+                let _ = plan_tx.send(c.clone());
+            })
+        });
+        let examined: Vec<Result<storage::Examined, StorageError>> = match plan_rx.recv() {
+            Ok(planned) if !planned.volumes.is_empty() => {
+                let _phase = timing::phase("examine");
+                planned
+                    .volumes
+                    .iter()
+                    .map(|vol| {
+                        timing::timed(vol.name.as_str(), || storage::examine(vol, &env.storage))
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let session = session
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (session, examined)
+    });
+    let (config, fetched) = session?;
     report.broker_time = started.elapsed();
     log::info!(
         "timing: attestation and {} resources in {} ms",
@@ -145,12 +137,19 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     if !config.volumes.is_empty() {
         storage::set_up_crypt_logging();
     }
+    let mut examined = examined.into_iter();
     for vol in &config.volumes {
         let t = Instant::now();
         let _phase = timing::phase(format!("volume {}", vol.name));
         let wrap = |e| BootError::Storage(Box::new(e));
         let keys = storage::VolumeKeys::new(vol, get(&vol.key)?, config.instance_id.as_deref());
-        let prepared = storage::prepare_volume(vol, &keys, &env.storage).map_err(wrap)?;
+        let prepared = match examined.next() {
+            Some(found) => {
+                storage::prepare_examined(vol, found.map_err(wrap)?, &keys, &env.storage)
+            }
+            None => storage::prepare_volume(vol, &keys, &env.storage),
+        }
+        .map_err(wrap)?;
         timing::timed("mount", || storage::mount_volume(&prepared, vol)).map_err(wrap)?;
         timing::timed("record", || {
             storage::record_volume(&prepared, vol, &env.storage)
@@ -194,6 +193,63 @@ pub fn run(config: &Config, env: &BootEnv) -> Result<BootReport, BootError> {
     drop(secrets_phase);
     report.total = started.elapsed();
     Ok(report)
+}
+
+/// The attested broker session: opens the attester, checks and applies
+/// host-supplied init-data, then fetches every resource of the plan.
+/// `planned` gets the final config as soon as it is known (before the
+/// ephemeral key and the network), so the caller can start on what needs
+/// no key; it is not called when the session fails before that.
+fn broker_session(
+    config: &Config,
+    env: &BootEnv,
+    init_data: Option<initdata::InitData>,
+    planned: impl FnOnce(&Config),
+) -> Result<(Config, HashMap<ResourcePath, Secret>), BootError> {
+    let mut config = config.clone();
+    let mut fetched: HashMap<ResourcePath, Secret> = HashMap::new();
+    let _phase = timing::phase("broker");
+    if init_data.is_none() && config.plan().resources.is_empty() {
+        planned(&config);
+        return Ok((config, fetched));
+    }
+    let attester = timing::timed("attester open", || {
+        attest::from_config(&config.attester, env.allow_simulated, &env.attest)
+    })?;
+    // GPUs the policy asks for are checked (present, CC mode) before the
+    // broker is contacted.
+    let gpus = GpuCollector::from_policy(config.attester.gpus)?;
+    let mut client = timing::timed("client", || BrokerClient::new(&config.broker))?;
+    if let Some(g) = gpus {
+        client = client.with_gpus(g);
+    }
+    if let Some(d) = &init_data {
+        // Nothing from the host is used before this check.
+        d.verify(&attester.host_data()?)?;
+        config = d.apply(&config)?;
+        client = client.with_init_data(d.to_wire());
+    }
+    planned(&config);
+    let plan = config.plan();
+    if plan.resources.is_empty() && config.attester.gpus != GpuPolicy::None {
+        log::warn!(
+            "GPUs: not attested and not set ready: the config fetches no resource, so there \
+             is no broker session to attest them in"
+        );
+    }
+    if !plan.resources.is_empty() {
+        let key = timing::timed("ephemeral key", || {
+            EphemeralKey::generate(match config.broker.key_alg {
+                KeyAlgConfig::EcdhEsA256Kw => KeyAlg::EcdhEsA256Kw,
+                KeyAlgConfig::RsaOaep256 => KeyAlg::RsaOaep256,
+            })
+        })?;
+        fetched = client
+            .fetch_all(attester.as_ref(), &key, &plan.resources)?
+            .into_iter()
+            .collect();
+    }
+    Ok((config, fetched))
 }
 
 fn list(tripped: &[Tripped]) -> String {

@@ -42,15 +42,20 @@ pub struct Timeline {
 
 struct State {
     agent_start_ms: f64,
-    depth: u32,
     phases: Vec<Phase>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     agent_start_ms: 0.0,
-    depth: 0,
     phases: Vec::new(),
 });
+
+thread_local! {
+    /// The nesting depth of this thread's running phases: a thread starts
+    /// at the top level, so two threads each have their own phases (the
+    /// boot runs the broker session next to the volume examination).
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 fn state() -> std::sync::MutexGuard<'static, State> {
     // A panic while holding the lock leaves plain numbers behind: keep them.
@@ -78,14 +83,14 @@ pub struct PhaseGuard {
     index: usize,
     /// Counted in the nesting depth ([`phase`]), not [`phase_at`].
     nested: bool,
+    /// Ends on the thread that started it (the depth is per thread).
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 /// Starts a phase inside whatever phase is running.
 pub fn phase(name: impl Into<String>) -> PhaseGuard {
-    let mut s = state();
-    let depth = s.depth;
-    s.depth += 1;
-    push(&mut s, name.into(), depth, true)
+    let depth = DEPTH.with(|d| d.replace(d.get() + 1));
+    push(&mut state(), name.into(), depth, true)
 }
 
 fn push(s: &mut State, name: String, depth: u32, nested: bool) -> PhaseGuard {
@@ -98,6 +103,7 @@ fn push(s: &mut State, name: String, depth: u32, nested: bool) -> PhaseGuard {
     PhaseGuard {
         index: s.phases.len() - 1,
         nested,
+        _not_send: std::marker::PhantomData,
     }
 }
 
@@ -114,10 +120,10 @@ impl PhaseGuard {
     }
 
     fn finish(&self) -> f64 {
-        let mut s = state();
         if self.nested {
-            s.depth = s.depth.saturating_sub(1);
+            DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
         }
+        let mut s = state();
         let now = now_ms();
         match s.phases.get_mut(self.index) {
             Some(p) if p.ms.is_none() => {
@@ -212,6 +218,10 @@ mod tests {
             });
             let cut = phase("cut short");
             drop(cut);
+            // Another thread's phases nest on their own.
+            std::thread::spawn(|| timed("elsewhere", || ()))
+                .join()
+                .unwrap();
         }
         let t = snapshot(true);
         let names: Vec<(&str, u32)> = t
@@ -219,7 +229,15 @@ mod tests {
             .iter()
             .map(|p| (p.name.as_str(), p.depth))
             .collect();
-        assert_eq!(names, [("outer", 0), ("inner", 1), ("cut short", 1)]);
+        assert_eq!(
+            names,
+            [
+                ("outer", 0),
+                ("inner", 1),
+                ("cut short", 1),
+                ("elsewhere", 0)
+            ]
+        );
         assert!(t.phases.iter().all(|p| p.ms.is_some()));
         assert!(t.phases[1].ms.unwrap_or_default() >= 2.0);
         assert!(t.phases[0].start_ms >= t.agent_start_ms);

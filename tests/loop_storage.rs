@@ -189,6 +189,7 @@ fn first_boot_format_writes_exactly_our_header() {
     assert_eq!(token["state"], "provisioning");
     assert_eq!(token["version"], 2);
     assert_eq!(token["mac"].as_str().unwrap().len(), 64);
+    assert_eq!(token["volume_key"], "derived");
     // Our layout: 16 KiB header copies, data from 16 MiB.
     assert_eq!(json["segments"]["0"]["offset"], "16777216");
     assert_eq!(json["config"]["json_size"], "12288");
@@ -369,12 +370,16 @@ fn state_token_of_another_volume_is_refused() {
     let fx = Fixture::new();
     let (vol, dev) = provisioned(&fx, KeyDerivation::Hkdf, true);
     let copy = open_header_copy("data", &dev, &fx.env().run_dir).unwrap();
+    // Marking it ready kept the claim that its volume key is derived.
+    assert_eq!(copy.json()["tokens"]["0"]["state"], "ready");
+    assert_eq!(copy.json()["tokens"]["0"]["volume_key"], "derived");
     let other = volume("logs", "/dev/vdb", true, false, KeyDerivation::Hkdf);
     let binding = storage::state::Binding {
         volume: "logs",
         luks_uuid: copy.luks_uuid(),
         state: TokenState::Ready,
         data_sectors: None,
+        derived_key: true,
     };
     let foreign = keys(&other)
         .state_key()
@@ -434,6 +439,8 @@ fn pinned_uuid_refuses_a_swapped_disk() {
     assert_eq!(copy.luks_uuid(), "1b4e28ba-2fa1-4d2b-883f-0016d3cca427");
     // A UUID that is the same at every format keeps a random volume key.
     assert!(!copy.has_derived_volume_key(&keys(&pinned)).unwrap());
+    // ... and its token does not claim a derived one.
+    assert!(copy.json()["tokens"]["0"].get("volume_key").is_none());
 }
 
 #[test]

@@ -7,8 +7,10 @@
 //! host's disk (a host that sets its "recalculating" flag switches tag
 //! checks off; one that shrinks `provided_data_sectors` moves the data).
 //!
-//! The ioctl is the only unsafe code here; the parsers are pure and tested
-//! on table lines taken from a real boot.
+//! It also makes a mapping (`create`: `DM_DEV_CREATE`, `DM_TABLE_LOAD`,
+//! `DM_DEV_SUSPEND` to resume) and removes one (`remove`), for
+//! `dmcrypt`. The ioctls are the only unsafe code here; the parsers are
+//! pure and tested on table lines taken from a real boot.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -41,7 +43,17 @@ const TARGET_SPEC_BYTES: usize = 40;
 /// `_IOWR(0xfd, DM_TABLE_STATUS_CMD = 12, struct dm_ioctl)`.
 const DM_TABLE_STATUS: libc::c_ulong =
     (3 << 30) | ((DM_IOCTL_BYTES as libc::c_ulong) << 16) | (0xfd << 8) | 12;
+const fn dm_iowr(cmd: libc::c_ulong) -> libc::c_ulong {
+    (3 << 30) | ((DM_IOCTL_BYTES as libc::c_ulong) << 16) | (0xfd << 8) | cmd
+}
+const DM_DEV_CREATE: libc::c_ulong = dm_iowr(3);
+const DM_DEV_REMOVE: libc::c_ulong = dm_iowr(4);
+const DM_DEV_SUSPEND: libc::c_ulong = dm_iowr(6);
+const DM_TABLE_LOAD: libc::c_ulong = dm_iowr(9);
+const _: () = assert!(DM_TABLE_STATUS == dm_iowr(12));
 const DM_STATUS_TABLE_FLAG: u32 = 1 << 4;
+/// The kernel wipes its copies of the ioctl buffer (it holds a key).
+const DM_SECURE_DATA_FLAG: u32 = 1 << 15;
 const DM_BUFFER_FULL_FLAG: u32 = 1 << 8;
 const BUFFER_BYTES: usize = 16 << 10;
 
@@ -64,37 +76,114 @@ pub enum Query {
 /// The targets of the mapping `name`. The buffer (which may hold a
 /// dm-crypt key in hex when the key is not in the kernel keyring) is wiped.
 pub fn query(control: &Path, name: &str, what: Query) -> std::io::Result<Vec<Target>> {
-    if name.len() >= 128 {
-        return Err(std::io::Error::other("mapping name longer than 127 bytes"));
-    }
     let ctl = File::options().read(true).write(true).open(control)?;
-    // A u64 buffer keeps the dm_ioctl header aligned.
-    let mut buf = Zeroizing::new(vec![0u64; BUFFER_BYTES / 8]);
-    {
-        let bytes = as_bytes_mut(&mut buf);
-        put_u32(bytes, 0, 4);
-        put_u32(bytes, 12, BUFFER_BYTES as u32);
-        put_u32(bytes, 16, DM_IOCTL_BYTES as u32);
-        put_u32(
-            bytes,
-            28,
-            if what == Query::Table {
-                DM_STATUS_TABLE_FLAG
-            } else {
-                0
-            },
-        );
-        bytes[48..48 + name.len()].copy_from_slice(name.as_bytes());
+    let flags = if what == Query::Table {
+        DM_STATUS_TABLE_FLAG
+    } else {
+        0
+    };
+    let mut buf = request(name, "", flags, BUFFER_BYTES)?;
+    call(&ctl, DM_TABLE_STATUS, &mut buf)?;
+    parse_reply(as_bytes_mut(&mut buf))
+}
+
+/// A zeroed request buffer of `bytes` (rounded up to 8) that starts with a
+/// `struct dm_ioctl` for `name` (and `uuid`), version 4, with `flags`.
+fn request(
+    name: &str,
+    uuid: &str,
+    flags: u32,
+    bytes: usize,
+) -> std::io::Result<Zeroizing<Vec<u64>>> {
+    if name.len() >= 128 || uuid.len() >= 129 {
+        return Err(std::io::Error::other("mapping name or UUID too long"));
     }
-    // SAFETY: `buf` is a writable, 8-aligned buffer of BUFFER_BYTES bytes
-    // that starts with an initialised `struct dm_ioctl` whose data_size
-    // says BUFFER_BYTES, so the kernel reads and writes only inside it;
-    // the descriptor stays open for the duration of the call.
-    let rc = unsafe { libc::ioctl(ctl.as_raw_fd(), DM_TABLE_STATUS, buf.as_mut_ptr()) };
+    let bytes = bytes.max(DM_IOCTL_BYTES).next_multiple_of(8);
+    let mut buf = Zeroizing::new(vec![0u64; bytes / 8]);
+    let b = as_bytes_mut(&mut buf);
+    put_u32(b, 0, 4);
+    put_u32(b, 12, bytes as u32);
+    put_u32(b, 16, DM_IOCTL_BYTES as u32);
+    put_u32(b, 28, flags);
+    b[48..48 + name.len()].copy_from_slice(name.as_bytes());
+    b[176..176 + uuid.len()].copy_from_slice(uuid.as_bytes());
+    Ok(buf)
+}
+
+/// Issues `cmd` with `buf` on the control device.
+fn call(ctl: &File, cmd: libc::c_ulong, buf: &mut [u64]) -> std::io::Result<()> {
+    // SAFETY: `buf` is a writable, 8-aligned buffer that starts with an
+    // initialised `struct dm_ioctl` whose data_size is the buffer's length
+    // (`request`), so the kernel reads and writes only inside it; the
+    // descriptor stays open for the duration of the call.
+    let rc = unsafe { libc::ioctl(ctl.as_raw_fd(), cmd, buf.as_mut_ptr()) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    parse_reply(as_bytes_mut(&mut buf))
+    Ok(())
+}
+
+/// Creates the mapping `name` (device-mapper UUID `uuid`) with one target
+/// of `kind` over sectors `0..length` with `params`, and makes it live.
+/// Returns the new device's number (`dev_t`). On failure after the
+/// create, the half-made mapping is removed again.
+pub fn create(
+    control: &Path,
+    name: &str,
+    uuid: &str,
+    kind: &str,
+    length: u64,
+    params: &str,
+) -> std::io::Result<libc::dev_t> {
+    let ctl = File::options().read(true).write(true).open(control)?;
+    let mut created = request(name, uuid, 0, 0)?;
+    call(&ctl, DM_DEV_CREATE, &mut created)?;
+    let dev = get_u64(as_bytes_mut(&mut created), 40).unwrap_or_default();
+    let live = load_and_resume(&ctl, name, kind, length, params);
+    if let Err(e) = live {
+        let _ = remove_with(&ctl, name);
+        return Err(e);
+    }
+    Ok(dev)
+}
+
+fn load_and_resume(
+    ctl: &File,
+    name: &str,
+    kind: &str,
+    length: u64,
+    params: &str,
+) -> std::io::Result<()> {
+    if kind.len() >= 16 {
+        return Err(std::io::Error::other("target type longer than 15 bytes"));
+    }
+    // The target spec, then the NUL-terminated parameters, padded to 8.
+    let spec_len = (TARGET_SPEC_BYTES + params.len() + 1).next_multiple_of(8);
+    let mut load = request(name, "", DM_SECURE_DATA_FLAG, DM_IOCTL_BYTES + spec_len)?;
+    {
+        let b = as_bytes_mut(&mut load);
+        put_u32(b, 20, 1);
+        let spec = &mut b[DM_IOCTL_BYTES..];
+        spec[8..16].copy_from_slice(&length.to_ne_bytes());
+        put_u32(spec, 20, spec_len as u32);
+        spec[24..24 + kind.len()].copy_from_slice(kind.as_bytes());
+        spec[TARGET_SPEC_BYTES..TARGET_SPEC_BYTES + params.len()]
+            .copy_from_slice(params.as_bytes());
+    }
+    call(ctl, DM_TABLE_LOAD, &mut load)?;
+    // DM_DEV_SUSPEND without DM_SUSPEND_FLAG resumes: the loaded table
+    // goes live.
+    call(ctl, DM_DEV_SUSPEND, &mut request(name, "", 0, 0)?)
+}
+
+/// Removes the mapping `name`.
+pub fn remove(control: &Path, name: &str) -> std::io::Result<()> {
+    let ctl = File::options().read(true).write(true).open(control)?;
+    remove_with(&ctl, name)
+}
+
+fn remove_with(ctl: &File, name: &str) -> std::io::Result<()> {
+    call(ctl, DM_DEV_REMOVE, &mut request(name, "", 0, 0)?)
 }
 
 fn as_bytes_mut(buf: &mut [u64]) -> &mut [u8] {

@@ -94,6 +94,14 @@ pub enum StorageError {
     },
     #[error("volume {volume}: key derivation failed: {problem}")]
     Kdf { volume: String, problem: String },
+    #[error("volume {volume}: cannot create the dm-crypt mapping {} on {}: {source}. Check that the initramfs loads dm_mod, dm_crypt, xts and an AES module, and that no mapping of that name exists already; nothing was written", mapper.display(), device.display())]
+    DmCreate {
+        volume: String,
+        mapper: PathBuf,
+        device: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("volume {volume}: activation reported success but {} is not active (status {status}); see the libcryptsetup messages above", mapper.display())]
     NotActive {
         volume: String,

@@ -25,8 +25,8 @@ use super::commit::{write_ranges, PRIMARY_BINARY, PRIMARY_JSON, SECONDARY};
 use super::header::{params::*, Expected};
 use super::kdf::VolumeKeys;
 use super::ondisk::{self, BinaryHeader};
-use super::state::{header_token, Binding, StateKey, TokenState};
-use super::StorageError;
+use super::state::{header_token, Binding, StateKey, StateToken, TokenState};
+use super::{dmcrypt, StorageError};
 use crate::secrets::Secret;
 use crate::timing;
 
@@ -383,15 +383,16 @@ impl HeaderCopy {
             device: self.device.clone(),
             source,
         };
-        let id = header_token(&self.json)
+        let current = header_token(&self.json)
             .map_err(header_err)?
-            .ok_or_else(|| header_err(super::HeaderError::MissingStateToken))?
-            .id;
+            .ok_or_else(|| header_err(super::HeaderError::MissingStateToken))?;
+        let id = current.id;
         let binding = Binding {
             volume: &self.volume,
             luks_uuid: &self.luks_uuid,
             state,
             data_sectors,
+            derived_key: current.derived_key,
         };
         let body = key.token_json(&binding, &self.json).map_err(header_err)?;
         self.cd
@@ -494,18 +495,37 @@ impl HeaderCopy {
         }
     }
 
-    /// Activates the mapping `/dev/mapper/<volume>` from this validated copy
-    /// (detached header) and checks it is active; on any failure after the
-    /// table was created, removes it again. VM tier only.
+    /// Activates the mapping `<dev_dir>/mapper/<volume>` from this validated
+    /// copy (detached header) and checks it is active; on any failure after
+    /// the table was created, removes it again. `token` is this copy's
+    /// state token, its MAC verified. VM tier only.
     ///
-    /// A volume cvm-init formatted under a random UUID is activated by its
-    /// derived volume key: libcryptsetup checks that key against the
-    /// header's digest (PBKDF2 at the floor) and creates the table; no
-    /// keyslot is opened. Any other volume (formatted before volume keys
-    /// were derived, or with a configured `luks_uuid`) by its keyslot.
-    pub fn activate(&mut self, keys: &VolumeKeys<'_>) -> Result<(), StorageError> {
+    /// A volume whose token says its volume key is derived (cvm-init
+    /// formatted it under a random UUID) and that has no integrity: the
+    /// dm-crypt table is made directly with that key (`dmcrypt`; the MAC
+    /// stands in for libcryptsetup's digest check). With integrity, or a
+    /// token from before the claim existed, libcryptsetup activates by the
+    /// derived volume key, checking it against the digest. Any other
+    /// volume (formatted before volume keys were derived, or with a
+    /// configured `luks_uuid`) opens by its keyslot.
+    pub fn activate(
+        &mut self,
+        keys: &VolumeKeys<'_>,
+        token: &StateToken,
+        dev_dir: &Path,
+    ) -> Result<(), StorageError> {
         let name = self.volume.clone();
-        if !timing::timed("dm create", || self.by_volume_key(Some(&name), keys))? {
+        let segment = self.json["segments"]
+            .as_object()
+            .and_then(|segments| segments.values().next());
+        let integrity = segment.is_some_and(|s| !s["integrity"].is_null());
+        let activated = if token.derived_key && !integrity {
+            timing::timed("dm create", || self.create_directly(keys, dev_dir))?;
+            true
+        } else {
+            timing::timed("volume key", || self.by_volume_key(Some(&name), keys))?
+        };
+        if !activated {
             log::debug!("volume {name}: volume key not derived; activating by keyslot");
             let key = keys.keyslot(&self.luks_uuid)?;
             timing::timed("keyslot", || {
@@ -539,6 +559,35 @@ impl HeaderCopy {
                 })
             }
         }
+    }
+
+    /// The plain dm-crypt table with the derived volume key, made directly.
+    fn create_directly(
+        &mut self,
+        keys: &VolumeKeys<'_>,
+        dev_dir: &Path,
+    ) -> Result<(), StorageError> {
+        let vk = keys.volume_key(&self.luks_uuid, VOLUME_KEY_BYTES)?;
+        let flags: Vec<&str> = self.json["config"]["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        dmcrypt::create(
+            dev_dir,
+            &self.volume,
+            &self.luks_uuid,
+            &self.device,
+            &vk,
+            &flags,
+        )
+        .map_err(|source| StorageError::DmCreate {
+            volume: self.volume.clone(),
+            mapper: dev_dir.join("mapper").join(&self.volume),
+            device: self.device.clone(),
+            source,
+        })
     }
 
     /// Initialises dm-integrity tags by writing zeros through the mapping;

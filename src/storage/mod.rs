@@ -32,6 +32,7 @@
 //! exercised by the VM tier; the rest by `tests/loop_storage.rs`.
 
 mod commit;
+mod dmcrypt;
 mod dmtable;
 mod error;
 mod fs;
@@ -142,16 +143,49 @@ impl Disposition {
     }
 }
 
-/// What a device holds before any key is involved.
-enum Examined {
-    Blank,
-    /// A LUKS2 header with our subsystem label, in a private copy.
-    Ours(Box<HeaderCopy>),
+/// What a device holds, found before any key is involved ([`examine`]):
+/// where it is, and either blank or a header of ours in a private copy
+/// whose shape passed [`validate_header`]. Nothing in it counts until
+/// [`decide`] has checked the state token's MAC.
+#[derive(Debug)]
+pub struct Examined {
+    device: PathBuf,
+    found: Found,
 }
 
-/// Probes the device and, for a LUKS2 header, copies and loads it. Reads
+#[derive(Debug)]
+enum Found {
+    Blank,
+    /// Our subsystem label, our shape, a token of our format (unverified).
+    Ours {
+        copy: Box<HeaderCopy>,
+        token: StateToken,
+    },
+}
+
+impl Examined {
+    /// The device the volume's `device` spec named.
+    pub fn device(&self) -> &Path {
+        &self.device
+    }
+}
+
+/// Finds the volume's device and examines it ([`examine_device`]). Needs
+/// no key, so the boot runs it while the broker session is under way.
+pub fn examine(vol: &VolumeConfig, env: &StorageEnv) -> Result<Examined, StorageError> {
+    let device = timing::timed("locate", || locate_device(&vol.device, env))?;
+    examine_device(vol, &device, env)
+}
+
+/// Probes the device and, for a LUKS2 header, copies and loads it and
+/// checks everything about it that needs no key: our subsystem label, the
+/// pinned UUID, the token's format and the header's exact shape. Reads
 /// only; the one write is the header copy in `env.run_dir`.
-fn examine(vol: &VolumeConfig, device: &Path, env: &StorageEnv) -> Result<Examined, StorageError> {
+pub fn examine_device(
+    vol: &VolumeConfig,
+    device: &Path,
+    env: &StorageEnv,
+) -> Result<Examined, StorageError> {
     let name = &vol.name;
     let contents =
         timing::timed("probe", || probe::inspect(device, vol.integrity)).map_err(|problem| {
@@ -161,20 +195,24 @@ fn examine(vol: &VolumeConfig, device: &Path, env: &StorageEnv) -> Result<Examin
                 problem,
             }
         })?;
-    match contents {
-        probe::Contents::Blank => Ok(Examined::Blank),
-        probe::Contents::Signatures(found) => Err(StorageError::NotBlank {
-            volume: name.clone(),
-            device: device.to_owned(),
-            found: format!("libblkid finds: {}", found.join(", ")),
-        }),
-        probe::Contents::Data { region } => Err(StorageError::NotBlank {
-            volume: name.clone(),
-            device: device.to_owned(),
-            found: format!(
-                "no known signature, but non-zero bytes in the {region}: plain dm-crypt, random fill or data of an unknown kind"
-            ),
-        }),
+    let found = match contents {
+        probe::Contents::Blank => Found::Blank,
+        probe::Contents::Signatures(found) => {
+            return Err(StorageError::NotBlank {
+                volume: name.clone(),
+                device: device.to_owned(),
+                found: format!("libblkid finds: {}", found.join(", ")),
+            })
+        }
+        probe::Contents::Data { region } => {
+            return Err(StorageError::NotBlank {
+                volume: name.clone(),
+                device: device.to_owned(),
+                found: format!(
+                    "no known signature, but non-zero bytes in the {region}: plain dm-crypt, random fill or data of an unknown kind"
+                ),
+            })
+        }
         probe::Contents::Luks2 => {
             let copy =
                 timing::timed("header copy", || open_header_copy(name, device, &env.run_dir))?;
@@ -189,63 +227,78 @@ fn examine(vol: &VolumeConfig, device: &Path, env: &StorageEnv) -> Result<Examin
                     ),
                 });
             }
-            Ok(Examined::Ours(Box::new(copy)))
+            // The shape first: its errors name what a forger changed; the
+            // MAC then catches every change the shape allows.
+            let _validation = timing::phase("validate");
+            let token = claimed_token(vol, &copy)?;
+            validate_header(copy.json(), &Expected::for_volume(vol)).map_err(|source| {
+                StorageError::Header {
+                    volume: name.clone(),
+                    device: device.to_owned(),
+                    source,
+                }
+            })?;
+            Found::Ours {
+                copy: Box::new(copy),
+                token,
+            }
         }
-    }
+    };
+    Ok(Examined {
+        device: device.to_owned(),
+        found,
+    })
 }
 
-/// Decides what a device holds and what may be done with it. Never writes
-/// the device. A header of ours counts only with a state token whose MAC
-/// verifies under `keys`, with the pinned UUID (if the config pins one),
-/// and in exactly our shape.
-pub fn assess(
+/// Decides what may be done with an examined device. A header of ours
+/// counts only with a state token whose MAC verifies under `keys`.
+pub fn decide(
     vol: &VolumeConfig,
-    device: &Path,
-    env: &StorageEnv,
+    examined: Examined,
     keys: &VolumeKeys<'_>,
 ) -> Result<Disposition, StorageError> {
-    let copy = match examine(vol, device, env)? {
-        Examined::Blank if vol.format => {
+    let device = examined.device;
+    let (copy, token) = match examined.found {
+        Found::Blank if vol.format => {
             return Ok(Disposition::Format(FormatPermit {
-                device: device.to_owned(),
+                device,
                 resume: false,
             }))
         }
-        Examined::Blank => {
+        Found::Blank => {
             return Err(StorageError::FormatNotAllowed {
                 volume: vol.name.clone(),
-                device: device.to_owned(),
+                device,
             })
         }
-        Examined::Ours(copy) => copy,
+        Found::Ours { copy, token } => (copy, token),
     };
-    // The shape first: its errors name what a forger changed; the MAC then
-    // catches every change the shape allows.
-    let validation = timing::phase("validate");
-    let token = claimed_token(vol, &copy)?;
-    validate_header(copy.json(), &Expected::for_volume(vol)).map_err(|source| {
-        StorageError::Header {
-            volume: vol.name.clone(),
-            device: device.to_owned(),
-            source,
-        }
-    })?;
-    validation.end();
     timing::timed("state token", || verify_token(vol, &copy, keys, &token))?;
     match token.state {
         TokenState::Provisioning if vol.format => Ok(Disposition::Resume(
             FormatPermit {
-                device: device.to_owned(),
+                device,
                 resume: true,
             },
             copy,
         )),
         TokenState::Provisioning => Err(StorageError::ResumeNotAllowed {
             volume: vol.name.clone(),
-            device: device.to_owned(),
+            device,
         }),
         TokenState::Ready => Ok(Disposition::Unlock(copy)),
     }
+}
+
+/// Decides what a device holds and what may be done with it: [`examine_device`]
+/// then [`decide`]. Never writes the device.
+pub fn assess(
+    vol: &VolumeConfig,
+    device: &Path,
+    env: &StorageEnv,
+    keys: &VolumeKeys<'_>,
+) -> Result<Disposition, StorageError> {
+    decide(vol, examine_device(vol, device, env)?, keys)
 }
 
 /// The copy's state token, if it is the one this volume's key made for
@@ -369,6 +422,7 @@ pub fn format_volume(
                 luks_uuid: &uuid_text,
                 state: TokenState::Provisioning,
                 data_sectors: None,
+                derived_key: volume_key.is_some(),
             };
             state_key.token_json(&binding, metadata).map_err(header_err)
         },
@@ -458,9 +512,20 @@ pub fn prepare_volume(
     keys: &VolumeKeys<'_>,
     env: &StorageEnv,
 ) -> Result<PreparedVolume, StorageError> {
-    let device = timing::timed("locate", || locate_device(&vol.device, env))?;
+    let examined = timing::timed("examine", || examine(vol, env))?;
+    prepare_examined(vol, examined, keys, env)
+}
+
+/// [`prepare_volume`] of a device [`examine`] has looked at already.
+pub fn prepare_examined(
+    vol: &VolumeConfig,
+    examined: Examined,
+    keys: &VolumeKeys<'_>,
+    env: &StorageEnv,
+) -> Result<PreparedVolume, StorageError> {
+    let device = examined.device.clone();
     let mapper = env.dev.join("mapper").join(&vol.name);
-    let disposition = timing::timed("assess", || assess(vol, &device, env, keys))?;
+    let disposition = decide(vol, examined, keys)?;
     log::info!(
         "volume {}: {} is {}",
         vol.name,
@@ -480,13 +545,15 @@ pub fn prepare_volume(
     };
     // VM tier from here: activation, the mapping check, integrity tags,
     // mkfs, state "ready".
-    // `assess` verified this copy's token; the copy is private, so reading
-    // the recorded size back needs no second MAC check.
+    // This copy's token is authenticated (`decide` verified it, or
+    // `format_volume` read back the one it wrote) and the copy is private,
+    // so reading it again needs no second MAC check.
+    let token = claimed_token(vol, &copy)?;
     let recorded = match action {
-        VolumeAction::Unlocked => claimed_token(vol, &copy)?.data_sectors,
+        VolumeAction::Unlocked => token.data_sectors,
         _ => None,
     };
-    timing::timed("activate", || copy.activate(keys))?;
+    timing::timed("activate", || copy.activate(keys, &token, &env.dev))?;
     let rollback = ActiveMapping(Some(&vol.name));
     let checked = timing::timed("mapping check", || {
         mapping::check(vol, &device, &env.dev, recorded)

@@ -12,9 +12,11 @@
 //!
 //! MAC input (HMAC-SHA256): the label [`MAC_LABEL`], then each field as a
 //! big-endian u64 length followed by its bytes: volume name, LUKS UUID,
-//! state (`"provisioning"`/`"ready"`), data sectors (decimal, or empty), and
-//! the RFC 8785 canonical JSON of `{config, digests, keyslots, segments}` as
-//! libcryptsetup loaded them.
+//! state (`"provisioning"`/`"ready"`), data sectors (decimal, or empty), the
+//! RFC 8785 canonical JSON of `{config, digests, keyslots, segments}` as
+//! libcryptsetup loaded them, and, only for a volume whose volume key is
+//! derived (token field `"volume_key": "derived"`), the field
+//! [`DERIVED_KEY_FIELD`]. Tokens from before that field verify as they did.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +35,8 @@ pub const TOKEN_VERSION: u64 = 2;
 pub const MAC_LABEL: &str = "cvm-init/state-token/v2";
 /// The header sections the MAC binds (everything but the tokens).
 const BOUND_SECTIONS: &[&str] = &["config", "digests", "keyslots", "segments"];
+/// The MAC's sixth field when the volume key is derived.
+pub const DERIVED_KEY_FIELD: &[u8] = b"volume-key:derived";
 
 /// The provisioning state recorded in our LUKS2 token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +66,10 @@ pub struct StateToken {
     /// For integrity volumes in state `ready`: the size of the dm-integrity
     /// mapping in 512-byte sectors, checked after every activation.
     pub data_sectors: Option<u64>,
+    /// The volume key is [`super::kdf::VolumeKeys::volume_key`] of this
+    /// header's UUID (cvm-init formatted it so). Trust it only once the
+    /// MAC verified.
+    pub derived_key: bool,
     mac: Vec<u8>,
 }
 
@@ -81,6 +89,8 @@ pub struct Binding<'a> {
     pub luks_uuid: &'a str,
     pub state: TokenState,
     pub data_sectors: Option<u64>,
+    /// The header's volume key is the derived one.
+    pub derived_key: bool,
 }
 
 impl StateKey {
@@ -129,6 +139,10 @@ impl StateKey {
             mac.update(&(field.len() as u64).to_be_bytes());
             mac.update(field);
         }
+        if b.derived_key {
+            mac.update(&(DERIVED_KEY_FIELD.len() as u64).to_be_bytes());
+            mac.update(DERIVED_KEY_FIELD);
+        }
         Ok(mac)
     }
 
@@ -145,6 +159,9 @@ impl StateKey {
         });
         if let Some(n) = b.data_sectors {
             t["data_sectors"] = Value::String(n.to_string());
+        }
+        if b.derived_key {
+            t["volume_key"] = Value::String("derived".to_owned());
         }
         Ok(t)
     }
@@ -163,6 +180,7 @@ impl StateKey {
             luks_uuid,
             state: token.state,
             data_sectors: token.data_sectors,
+            derived_key: token.derived_key,
         };
         Ok(self.hmac(&b, metadata)?.verify_slice(&token.mac).is_ok())
     }
@@ -203,6 +221,7 @@ pub fn find_token(tokens: &Map<String, Value>) -> Result<Option<StateToken>, Hea
             "state",
             "mac",
             "data_sectors",
+            "volume_key",
         ]
         .contains(&k.as_str())
     }) {
@@ -253,10 +272,16 @@ pub fn find_token(tokens: &Map<String, Value>) -> Result<Option<StateToken>, Hea
                 .ok_or_else(|| bad(id, "data_sectors is not a decimal string"))?,
         ),
     };
+    let derived_key = match t.get("volume_key") {
+        None => false,
+        Some(v) if v.as_str() == Some("derived") => true,
+        Some(v) => return Err(bad(id, format!("volume_key is {v}, expected \"derived\""))),
+    };
     Ok(Some(StateToken {
         id: id.parse().map_err(|_| bad(id, "has a non-numeric id"))?,
         state,
         data_sectors,
+        derived_key,
         mac,
     }))
 }
@@ -295,11 +320,16 @@ mod tests {
     const UUID: &str = "1b4e28ba-2fa1-4d2b-883f-0016d3cca427";
 
     fn token(k: &StateKey, state: TokenState, m: &Value) -> StateToken {
+        token_with(k, state, false, m)
+    }
+
+    fn token_with(k: &StateKey, state: TokenState, derived_key: bool, m: &Value) -> StateToken {
         let b = Binding {
             volume: "data",
             luks_uuid: UUID,
             state,
             data_sectors: None,
+            derived_key,
         };
         let mut m2 = m.clone();
         m2["tokens"]["0"] = k.token_json(&b, m).unwrap();
@@ -331,6 +361,17 @@ mod tests {
         let mut sized = t.clone();
         sized.data_sectors = Some(1);
         assert!(!k.verify("data", UUID, &sized, &m).unwrap());
+        // "The volume key is derived" is bound both ways: a host can
+        // neither add the claim to a token nor strip it from one.
+        let mut claimed = t.clone();
+        claimed.derived_key = true;
+        assert!(!k.verify("data", UUID, &claimed, &m).unwrap());
+        let derived = token_with(&k, TokenState::Ready, true, &m);
+        assert!(derived.derived_key);
+        assert!(k.verify("data", UUID, &derived, &m).unwrap());
+        let mut stripped = derived.clone();
+        stripped.derived_key = false;
+        assert!(!k.verify("data", UUID, &stripped, &m).unwrap());
         for (section, field) in [
             ("keyslots", "0"),
             ("segments", "0"),
@@ -353,6 +394,7 @@ mod tests {
                 luks_uuid: UUID,
                 state: TokenState::Ready,
                 data_sectors: Some(2048),
+                derived_key: false,
             };
             k.token_json(&b, &m).unwrap()
         };
@@ -370,6 +412,7 @@ mod tests {
             ("keyslots", serde_json::json!(["0"])),
             ("data_sectors", serde_json::json!(5)),
             ("extra", serde_json::json!(true)),
+            ("volume_key", serde_json::json!("random")),
         ];
         for (k2, v) in cases {
             let mut t = good.clone();

@@ -87,15 +87,26 @@ impl Sample {
         self.handoff_ms - self.init_start_ms
     }
 
-    /// Key in hand to mapping active: the volume phase's start (the
-    /// broker's reply is in) to the end of its activation.
+    /// Key in hand to mapping active: the end of the broker session (the
+    /// last resource is in) to the end of the volume's activation.
     pub fn unlock_ms(&self) -> Option<f64> {
-        let volume = self.phases.iter().find(|p| p.name.starts_with("volume "))?;
+        let broker = self.top("broker")?;
+        let key_in_hand = broker.start_ms + broker.ms;
         let activate = self
             .phases
             .iter()
-            .find(|p| p.name == "activate" && p.start_ms >= volume.start_ms)?;
-        Some(activate.start_ms + activate.ms - volume.start_ms)
+            .find(|p| p.name == "activate" && p.start_ms >= key_in_hand)?;
+        Some(activate.start_ms + activate.ms - key_in_hand)
+    }
+
+    /// The key-free examination of the volumes (locate, probe, header
+    /// copy, shape check), which runs alongside the broker session.
+    pub fn examine_ms(&self) -> Option<f64> {
+        self.top("examine").map(|p| p.ms)
+    }
+
+    fn top(&self, name: &str) -> Option<&Span> {
+        self.phases.iter().find(|p| p.depth == 0 && p.name == name)
     }
 }
 

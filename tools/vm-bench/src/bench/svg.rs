@@ -19,6 +19,7 @@ const COLOURS: &[(&str, &str)] = &[
     ("network", "#edc948"),
     ("cmdline check", "#bab0ac"),
     ("broker", "#4e79a7"),
+    ("examine", "#8cd17d"),
     ("volume", "#59a14f"),
     ("secrets", "#b07aa1"),
     ("other", "#dddddd"),
@@ -39,7 +40,13 @@ fn segments(s: &Sample) -> Vec<(String, f64, f64)> {
         out.push(("plain init".to_owned(), s.init_start_ms, s.agent_ms()));
     } else {
         let mut at = s.init_start_ms;
-        for p in s.phases.iter().filter(|p| p.depth == 0) {
+        // The examination runs alongside the broker session: drawn as a
+        // strip under the bar (`overlays`), not in the sequence.
+        for p in s
+            .phases
+            .iter()
+            .filter(|p| p.depth == 0 && !concurrent(&p.name))
+        {
             if p.start_ms > at + 0.5 {
                 out.push(("other".to_owned(), at, p.start_ms - at));
             }
@@ -54,6 +61,20 @@ fn segments(s: &Sample) -> Vec<(String, f64, f64)> {
         out.push(("workload".to_owned(), s.handoff_ms, serving - s.handoff_ms));
     }
     out
+}
+
+/// Top-level phases that run next to another one.
+fn concurrent(name: &str) -> bool {
+    name == "examine"
+}
+
+/// The concurrent phases: (name, start ms, length ms).
+fn overlays(s: &Sample) -> Vec<(String, f64, f64)> {
+    s.phases
+        .iter()
+        .filter(|p| p.depth == 0 && concurrent(&p.name))
+        .map(|p| (p.name.clone(), p.start_ms, p.ms))
+        .collect()
 }
 
 /// The picture.
@@ -104,6 +125,18 @@ pub fn render(r: &Report) -> String {
                 r#"<rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{BAR}" fill="{}"><title>{} {ms:.0} ms</title></rect>"#,
                 LABEL + start * scale,
                 (ms * scale).max(0.5),
+                colour(&name),
+                escape(&name)
+            );
+        }
+        for (name, start, ms) in overlays(s) {
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} {ms:.0} ms (alongside)</title></rect>"#,
+                LABEL + start * scale,
+                y + BAR * 0.7,
+                (ms * scale).max(0.5),
+                BAR * 0.3,
                 colour(&name),
                 escape(&name)
             );

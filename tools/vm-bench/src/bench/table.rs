@@ -46,6 +46,7 @@ pub struct Figures {
     pub unlock_serving: Option<f64>,
     pub first_agent: Option<f64>,
     pub unlock: Option<f64>,
+    pub examine: Option<f64>,
     pub argon2id: Option<f64>,
     pub pbkdf2: Option<f64>,
 }
@@ -57,6 +58,7 @@ impl Figures {
             unlock_serving: med(r, Kind::Unlock, |s| Some(s.to_serving_ms)),
             first_agent: med(r, Kind::FirstBoot, |s| Some(s.agent_ms())),
             unlock: med(r, Kind::Unlock, Sample::unlock_ms),
+            examine: med(r, Kind::Unlock, Sample::examine_ms),
             argon2id: median(r.cryptsetup.iter().map(|c| c.argon2id_ms as f64).collect()),
             pbkdf2: median(
                 r.cryptsetup
@@ -112,6 +114,14 @@ pub fn render(r: &Report) -> String {
             verdict(u * 50.0 <= a),
             ms(f.pbkdf2)
         );
+        if let Some(e) = f.examine {
+            let _ = writeln!(
+                t,
+                "    (before the key is in: the volume's examination, locate -> probe -> header copy -> shape check, {e:.0} ms alongside the broker session; with it, {:.0} ms, 1/{:.0})",
+                e + u,
+                a / (e + u).max(0.001)
+            );
+        }
     }
     if let Some(first) = f.first_agent {
         let _ = writeln!(
