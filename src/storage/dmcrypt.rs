@@ -17,16 +17,16 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use super::dmtable;
 use super::header::params::{CIPHER, DATA_OFFSET, SECTOR_SIZE};
+use super::{dmtable, mapping};
 use crate::secrets::Secret;
 
 /// The dm-crypt target's parameters for our segment on the device
-/// `major:minor`, with the header's persistent `flags` (already
+/// `device` (`major:minor`), with the header's persistent `flags` (already
 /// validated): `aes-xts-plain64 <hex key> 0 <dev> 32768 <n> <options>`.
 pub(crate) fn table_params(
     key: &Secret,
-    device: (u32, u32),
+    device: &str,
     flags: &[&str],
 ) -> std::io::Result<Zeroizing<String>> {
     let mut options = Vec::with_capacity(flags.len() + 1);
@@ -46,10 +46,8 @@ pub(crate) fn table_params(
     options.push(&sector);
     let hex = Zeroizing::new(hex::encode(key.expose()));
     Ok(Zeroizing::new(format!(
-        "{CIPHER} {} 0 {}:{} {} {} {}",
+        "{CIPHER} {} 0 {device} {} {} {}",
         hex.as_str(),
-        device.0,
-        device.1,
         DATA_OFFSET / 512,
         options.len(),
         options.join(" ")
@@ -68,21 +66,14 @@ pub(crate) fn create(
     key: &Secret,
     flags: &[&str],
 ) -> std::io::Result<()> {
-    use std::io::Seek;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let md = std::fs::metadata(device)?;
-    if !md.file_type().is_block_device() {
-        return Err(std::io::Error::other("not a block device"));
-    }
-    let rdev = md.rdev();
-    let size = std::fs::File::open(device)?.seek(std::io::SeekFrom::End(0))?;
+    let size = mapping::device_bytes(device)?;
     let sectors = size.saturating_sub(DATA_OFFSET) / SECTOR_SIZE * (SECTOR_SIZE / 512);
     if sectors == 0 {
         return Err(std::io::Error::other(
             "the device ends before the data segment",
         ));
     }
-    let params = table_params(key, (libc::major(rdev), libc::minor(rdev)), flags)?;
+    let params = table_params(key, &mapping::dev_numbers(device)?, flags)?;
     let dm_uuid = format!("CRYPT-LUKS2-{}-{name}", luks_uuid.replace('-', ""));
     let control = dev_dir.join("mapper/control");
     let dev = dmtable::create(&control, name, &dm_uuid, "crypt", sectors, &params)?;
@@ -114,12 +105,8 @@ mod tests {
         // a real boot (its key by keyring reference; ours in hex).
         let real = "aes-xts-plain64 :64:logon:cryptsetup:64e3837d-6430-4aaf-8c4a-3f7abbccaa61-d0 0 254:16 32768 3 no_read_workqueue no_write_workqueue sector_size:4096";
         let key = Secret::new(vec![0xab; 64]);
-        let ours = table_params(
-            &key,
-            (254, 16),
-            &["no-read-workqueue", "no-write-workqueue"],
-        )
-        .unwrap();
+        let ours =
+            table_params(&key, "254:16", &["no-read-workqueue", "no-write-workqueue"]).unwrap();
         let hex = "ab".repeat(64);
         assert_eq!(
             ours.replace(&hex, "KEY"),
@@ -131,8 +118,8 @@ mod tests {
         let parsed = dmtable::parse_crypt(&ours).unwrap();
         assert_eq!(parsed.key_bytes, 64);
         assert_eq!(parsed.device, "254:16");
-        let discard = table_params(&key, (254, 16), &["allow-discards"]).unwrap();
+        let discard = table_params(&key, "254:16", &["allow-discards"]).unwrap();
         assert!(discard.ends_with(" 0 254:16 32768 2 allow_discards sector_size:4096"));
-        assert!(table_params(&key, (254, 16), &["same-cpu-crypt"]).is_err());
+        assert!(table_params(&key, "254:16", &["same-cpu-crypt"]).is_err());
     }
 }

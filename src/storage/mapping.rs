@@ -196,7 +196,7 @@ fn check_options(
 }
 
 /// `major:minor` of a block device, as device-mapper tables print it.
-fn dev_numbers(device: &Path) -> std::io::Result<String> {
+pub(super) fn dev_numbers(device: &Path) -> std::io::Result<String> {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(device)?;
     if !md.file_type().is_block_device() {
@@ -206,7 +206,7 @@ fn dev_numbers(device: &Path) -> std::io::Result<String> {
     Ok(format!("{}:{}", libc::major(rdev), libc::minor(rdev)))
 }
 
-fn device_bytes(device: &Path) -> std::io::Result<u64> {
+pub(super) fn device_bytes(device: &Path) -> std::io::Result<u64> {
     use std::io::Seek;
     std::fs::File::open(device)?.seek(std::io::SeekFrom::End(0))
 }
