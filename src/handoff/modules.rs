@@ -102,8 +102,16 @@ pub fn describe(path: &Path) -> (Module, bool) {
 }
 
 /// The order constraint of each module: the indices it waits for. A module
-/// with known dependencies waits for those in the list; one without
-/// `.modinfo` waits for every module before it.
+/// with known dependencies waits for those in the list, and for every
+/// module before it that shares one of them; one without `.modinfo` waits
+/// for every module before it.
+///
+/// Sharing a dependency means serving the same subsystem, and drivers of
+/// one subsystem racing each other name its devices in whichever order
+/// the threads win: `virtio_blk` (`depends=virtio,virtio_ring`) loading
+/// while `virtio_pci` still adds the PCI devices made the root `/dev/vdb`
+/// and the data disk `/dev/vda` on one boot in CI. In list order, the
+/// disks are named as the kernel finds them, as with built-in drivers.
 pub fn waits_for(modules: &[(Module, bool)]) -> Vec<Vec<usize>> {
     modules
         .iter()
@@ -112,9 +120,13 @@ pub fn waits_for(modules: &[(Module, bool)]) -> Vec<Vec<usize>> {
             if !known {
                 return (0..i).collect();
             }
-            m.depends
+            modules[..i]
                 .iter()
-                .filter_map(|d| modules[..i].iter().position(|(o, _)| &o.name == d))
+                .enumerate()
+                .filter(|(_, (o, _))| {
+                    m.depends.contains(&o.name) || o.depends.iter().any(|d| m.depends.contains(d))
+                })
+                .map(|(j, _)| j)
                 .collect()
         })
         .collect()
@@ -210,6 +222,23 @@ mod tests {
         assert_eq!(
             waits_for(&list),
             [vec![], vec![], vec![0], vec![1], vec![0, 1, 2, 3]]
+        );
+    }
+
+    /// Two drivers of one bus load one after the other, in list order,
+    /// so the devices they name keep the kernel's order.
+    #[test]
+    fn drivers_sharing_a_dependency_wait_for_each_other() {
+        let list = [
+            m("virtio", &[], true),
+            m("virtio_pci", &["virtio", "virtio_pci_modern_dev"], true),
+            m("virtio_blk", &["virtio", "virtio_ring"], true),
+            m("dm_mod", &[], true),
+            m("virtio_net", &["virtio", "net_failover"], true),
+        ];
+        assert_eq!(
+            waits_for(&list),
+            [vec![], vec![0], vec![0, 1], vec![], vec![0, 1, 2]]
         );
     }
 
