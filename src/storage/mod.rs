@@ -32,6 +32,7 @@
 //! exercised by the VM tier; the rest by `tests/loop_storage.rs`.
 
 mod commit;
+mod direct;
 mod dmcrypt;
 mod dmtable;
 mod error;

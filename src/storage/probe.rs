@@ -20,12 +20,13 @@
 //! no keyslot exists, so whatever was encrypted there is already beyond
 //! anyone's reach; data of any other kind shows up in the samples.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
 use libblkid_rs::{BlkidProbe, BlkidProbeRet, BlkidSublks, BlkidSublksFlags};
 use rand::Rng;
 
+use super::direct;
 use super::header::params::{DATA_OFFSET, HDR_SIZE};
 
 /// The start of a device that must be zero (the LUKS2 metadata area).
@@ -64,14 +65,14 @@ pub enum Contents {
 /// the volume is configured with integrity, so an interrupted dm-integrity
 /// format of ours is tolerated.
 pub fn inspect(device: &Path, integrity: bool) -> Result<Contents, String> {
-    let found = signatures(device)?;
+    let found = crate::timing::timed("signatures", || signatures(device))?;
     if found.len() == 1 && found[0] == "crypto_LUKS2" {
         return Ok(Contents::Luks2);
     }
     if !found.is_empty() {
         return Ok(Contents::Signatures(found));
     }
-    match nonzero_region(device, integrity)
+    match crate::timing::timed("zero check", || nonzero_region(device, integrity))
         .map_err(|e| format!("cannot read {}: {e}", device.display()))?
     {
         Some(region) => Ok(Contents::Data { region }),
@@ -134,42 +135,99 @@ pub fn signatures(device: &Path) -> Result<Vec<String>, String> {
 /// Where `device` holds a byte the blank rule does not allow (see the
 /// module documentation), or `None` when it is blank.
 pub fn nonzero_region(device: &Path, integrity: bool) -> std::io::Result<Option<String>> {
-    let mut f = std::fs::File::open(device)?;
-    let size = f.seek(SeekFrom::End(0))?;
+    let mut disk = Reader::open(device)?;
+    let size = disk.size;
     let head = HEAD_BYTES.min(size);
-    let mut buf = vec![0u8; 1 << 20];
     let mut at = 0;
     while at < head {
-        let n = (head - at).min(buf.len() as u64) as usize;
-        f.seek(SeekFrom::Start(at))?;
-        f.read_exact(&mut buf[..n])?;
-        if let Some(i) = forbidden_in_head(at, &buf[..n]) {
+        let n = (head - at).min(CHUNK);
+        if let Some(i) = forbidden_in_head(at, disk.read(at, n)?) {
             return Ok(Some(format!("first 16 MiB (byte {})", at + i as u64)));
         }
-        at += n as u64;
+        at += n;
     }
     let tail_start = size.saturating_sub(TAIL_BYTES).max(head);
-    if read_nonzero(&mut f, tail_start, size - tail_start, &mut buf)? {
+    if disk.nonzero(tail_start, size - tail_start)? {
         return Ok(Some("last MiB".to_owned()));
     }
     if tail_start <= head {
         return Ok(None);
     }
-    let mut block = vec![0u8; SAMPLE_BYTES as usize];
-    let integrity_window = integrity && {
-        f.seek(SeekFrom::Start(DATA_OFFSET))?;
-        f.read_exact(&mut block)?;
-        &block[..8] == INTEGRITY_MAGIC
-    };
+    let integrity_window =
+        integrity && &disk.read(DATA_OFFSET, SAMPLE_BYTES)?[..8] == INTEGRITY_MAGIC;
     for off in sample_offsets(head, tail_start) {
         if integrity_window && off < DATA_OFFSET + INTEGRITY_WINDOW_BYTES {
             continue;
         }
-        if read_nonzero(&mut f, off, SAMPLE_BYTES.min(tail_start - off), &mut block)? {
+        if disk.nonzero(off, SAMPLE_BYTES.min(tail_start - off))? {
             return Ok(Some(format!("sample block at byte {off}")));
         }
     }
     Ok(None)
+}
+
+/// The zero check's reads, in pieces of at most this.
+const CHUNK: u64 = 1 << 20;
+
+/// Reads a device for the zero check with `O_DIRECT` where it can
+/// ([`super::direct`]): without the copy through the page cache (and the
+/// readahead around each sample), which under emulation was most of the
+/// check's 0.4 s on a blank disk. Files on tmpfs, and any unaligned range,
+/// are read the ordinary way. Both descriptors are read-only.
+struct Reader {
+    buffered: std::fs::File,
+    direct: Option<std::fs::File>,
+    size: u64,
+    buf: direct::Buffer,
+}
+
+impl Reader {
+    fn open(device: &Path) -> std::io::Result<Self> {
+        let mut buffered = std::fs::File::open(device)?;
+        let size = buffered.seek(SeekFrom::End(0))?;
+        Ok(Reader {
+            buffered,
+            direct: direct::open(device, false),
+            size,
+            buf: direct::Buffer::new(CHUNK as usize),
+        })
+    }
+
+    /// `len` (at most [`CHUNK`]) bytes at `at`.
+    fn read(&mut self, at: u64, len: u64) -> std::io::Result<&[u8]> {
+        use std::os::unix::fs::FileExt;
+        let len = len.min(CHUNK) as usize;
+        let buf = &mut self.buf.as_mut_slice()[..len];
+        match &self.direct {
+            Some(d) if direct::aligned(at) && direct::aligned(len as u64) => {
+                match d.read_exact_at(buf, at) {
+                    Ok(()) => {}
+                    // A device that takes O_DIRECT opens but refuses this read
+                    // (a larger logical block size): the ordinary way.
+                    Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                        self.direct = None;
+                        self.buffered.read_exact_at(buf, at)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => self.buffered.read_exact_at(buf, at)?,
+        }
+        Ok(buf)
+    }
+
+    /// Whether `len` bytes at `at` hold a non-zero byte.
+    fn nonzero(&mut self, at: u64, len: u64) -> std::io::Result<bool> {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            if first_nonzero(self.read(at + done, n)?).is_some() {
+                return Ok(true);
+            }
+            done += n;
+        }
+        Ok(false)
+    }
 }
 
 /// The first byte in a chunk of the head (starting at `at`) that may not
@@ -179,7 +237,7 @@ fn forbidden_in_head(at: u64, chunk: &[u8]) -> Option<usize> {
     // The part of the chunk inside the JSON area, as indices into it.
     let json = (4096u64.clamp(at, end) - at) as usize..(HDR_SIZE.clamp(at, end) - at) as usize;
     let text = |b: u8| b == 0 || b == b'\n' || (0x20..0x7f).contains(&b);
-    let nonzero = |from: usize, part: &[u8]| part.iter().position(|&b| b != 0).map(|i| from + i);
+    let nonzero = |from: usize, part: &[u8]| first_nonzero(part).map(|i| from + i);
     nonzero(0, &chunk[..json.start])
         .or_else(|| {
             chunk[json.clone()]
@@ -190,18 +248,16 @@ fn forbidden_in_head(at: u64, chunk: &[u8]) -> Option<usize> {
         .or_else(|| nonzero(json.end, &chunk[json.end..]))
 }
 
-fn read_nonzero(f: &mut std::fs::File, at: u64, len: u64, buf: &mut [u8]) -> std::io::Result<bool> {
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(buf.len() as u64) as usize;
-        f.seek(SeekFrom::Start(at + done))?;
-        f.read_exact(&mut buf[..n])?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(true);
-        }
-        done += n as u64;
-    }
-    Ok(false)
+/// The index of the first non-zero byte. Scans 64-byte blocks without an
+/// exit inside each (the compiler makes it vector code): a byte at a time,
+/// the 17 MiB of a blank disk's check took about 0.2 s under emulation.
+fn first_nonzero(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let block = bytes
+        .chunks(BLOCK)
+        .position(|c| c.iter().fold(0u8, |acc, &b| acc | b) != 0)?;
+    let at = block * BLOCK;
+    bytes[at..].iter().position(|&b| b != 0).map(|i| at + i)
 }
 
 /// Block-aligned sample offsets in `start..end`: evenly spaced, then random.
@@ -221,4 +277,22 @@ pub fn sample_offsets(start: u64, end: u64) -> Vec<u64> {
         .collect();
     all.dedup();
     all
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn first_nonzero_finds_the_first_set_byte_anywhere() {
+        assert_eq!(first_nonzero(&[]), None);
+        assert_eq!(first_nonzero(&[0u8; 1000]), None);
+        for at in [0, 1, 63, 64, 65, 998] {
+            let mut b = vec![0u8; 1000];
+            b[at] = 0x80;
+            b[999] = 1;
+            assert_eq!(first_nonzero(&b), Some(at), "{at}");
+        }
+    }
 }
