@@ -9,6 +9,7 @@ use libcryptsetup_rs::consts::vals::{EncryptionFormat, KeyslotsSize, MetadataSiz
 use libcryptsetup_rs::{CryptInit, CryptParamsLuks2, CryptParamsLuks2Ref, Either, TokenInput};
 use serde_json::Value;
 
+use super::direct;
 use super::header::{params::*, Expected};
 use super::luks::{crypt_err, keyslot_pbkdf, persistent_flags, private_file};
 use super::ondisk;
@@ -28,7 +29,8 @@ pub(crate) struct NewKeys<'a> {
 /// detached header of `device`: the binary headers, the one keyslot, the
 /// digest, the segment at [`DATA_OFFSET`], the persistent flags and the
 /// `provisioning` state token that `token` makes from the metadata. Returns
-/// the image of the device's first [`DATA_OFFSET`] bytes; nothing is
+/// the image of the device's first [`KEYSLOTS_END`] bytes (the padding up to
+/// [`DATA_OFFSET`] is not in it); nothing is
 /// written to the device (except, for integrity volumes, the dm-integrity
 /// superblock and journal that libcryptsetup formats inside the data
 /// segment, at [`DATA_OFFSET`] and after).
@@ -44,8 +46,10 @@ pub(crate) fn build_header(
     keys: NewKeys<'_>,
     token: impl FnOnce(&Value) -> Result<Value, StorageError>,
 ) -> Result<Vec<u8>, StorageError> {
+    // The metadata and the keyslot area; the padding after them is
+    // written straight to the device by `commit_new_header`.
     let cleanup = private_file(volume, run_dir, "new-luks2-header", |f| {
-        f.set_len(DATA_OFFSET)
+        f.set_len(KEYSLOTS_END)
     })?;
     let path = cleanup.path().to_owned();
     let file_err = |source| StorageError::RunDir {
@@ -122,10 +126,9 @@ pub(crate) fn build_header(
             .json_set(TokenInput::AddToken(&token(&json)?))
             .map_err(crypt_err(volume, device, "write the cvm-init state token"))?;
     }
-    let mut image = std::fs::read(&path).map_err(file_err)?;
+    let image = std::fs::read(&path).map_err(file_err)?;
     drop(cleanup);
-    pad(&mut image);
-    if image.len() as u64 != DATA_OFFSET || ondisk::decode_pair(&image).primary.is_none() {
+    if image.len() as u64 != KEYSLOTS_END || ondisk::decode_pair(&image).primary.is_none() {
         return Err(StorageError::Header {
             volume: volume.to_owned(),
             device: device.to_owned(),
@@ -141,22 +144,34 @@ pub(crate) fn build_header(
     Ok(image)
 }
 
-/// Fills the image from the keyslot area's end to [`DATA_OFFSET`] with
-/// [`PADDING_LINE`] (libcryptsetup left a hole there, read as zeros).
-fn pad(image: &mut [u8]) {
-    let end = image.len().min(DATA_OFFSET as usize);
-    if let Some(padding) = image.get_mut(KEYSLOTS_END as usize..end) {
-        for chunk in padding.chunks_mut(PADDING_LINE.len()) {
-            chunk.copy_from_slice(&PADDING_LINE[..chunk.len()]);
-        }
+/// `KEYSLOTS_END..DATA_OFFSET` of a new volume: [`PADDING_LINE`] repeated
+/// (libcryptsetup leaves a hole there, read as zeros), written from one
+/// block of a MiB.
+fn write_padding(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: u64 = 1 << 20;
+    let mut block = direct::Buffer::new(BLOCK as usize);
+    for (b, p) in block
+        .as_mut_slice()
+        .iter_mut()
+        .zip(PADDING_LINE.iter().cycle())
+    {
+        *b = *p;
     }
+    let mut at = KEYSLOTS_END;
+    while at < DATA_OFFSET {
+        let len = (DATA_OFFSET - at).min(BLOCK) as usize;
+        f.write_all_at(&block.as_slice()[..len], at)?;
+        at += len as u64;
+    }
+    Ok(())
 }
 
 /// Byte ranges of the metadata image, in the order they are written.
 pub(super) const PRIMARY_BINARY: std::ops::Range<u64> = 0..4096;
 pub(super) const PRIMARY_JSON: std::ops::Range<u64> = 4096..HDR_SIZE;
 pub(super) const SECONDARY: std::ops::Range<u64> = HDR_SIZE..2 * HDR_SIZE;
-const AFTER_PRIMARY: std::ops::Range<u64> = HDR_SIZE..DATA_OFFSET;
+const AFTER_PRIMARY: std::ops::Range<u64> = HDR_SIZE..KEYSLOTS_END;
 
 /// Writes a new volume's header image to the device so that a power cut at
 /// any moment leaves either a device the blank probe accepts or a complete
@@ -169,23 +184,37 @@ const AFTER_PRIMARY: std::ops::Range<u64> = HDR_SIZE..DATA_OFFSET;
 /// 3. the secondary header and the keyslot area (the resume path does not
 ///    need them; libcryptsetup falls back to the primary),
 ///
-/// each followed by `fsync`. All 16 MiB are written, though one keyslot
-/// uses 250 KiB of them: the keyslot area holds libcryptsetup's random
-/// fill and the rest our padding, so a host that zeroes the start of a
-/// provisioned disk does not make it look blank (and reformatted) until it
-/// has wiped all 16 MiB (`tests/loop_storage.rs`, `first_mib_zeroed_...`).
-/// It costs about 0.3 s of a first boot under emulation, once.
+/// each followed by `fsync`; the padding ([`write_padding`]) goes with
+/// step 3. All 16 MiB are written, though one keyslot uses 250 KiB of
+/// them: the keyslot area holds libcryptsetup's random fill and the rest
+/// our padding, so a host that zeroes the start of a provisioned disk does
+/// not make it look blank (and reformatted) until it has wiped all 16 MiB
+/// (`tests/loop_storage.rs`, `first_mib_zeroed_...`).
 pub(crate) fn commit_new_header(
     volume: &str,
     device: &Path,
     image: &[u8],
 ) -> Result<(), StorageError> {
-    write_ranges(
-        device,
-        image,
-        &[PRIMARY_JSON, PRIMARY_BINARY, AFTER_PRIMARY],
-    )
-    .map_err(|source| StorageError::Write {
+    let write = || -> std::io::Result<()> {
+        // With O_DIRECT (from an aligned copy of the image: every range
+        // is block-aligned), the 16 MiB go to the disk without a copy
+        // through the page cache; `fsync` still flushes the disk's cache.
+        let f = match direct::open(device, true) {
+            Some(f) => f,
+            None => std::fs::OpenOptions::new().write(true).open(device)?,
+        };
+        let mut aligned = direct::Buffer::new(image.len());
+        aligned.as_mut_slice().copy_from_slice(image);
+        let image = aligned.as_slice();
+        for r in [PRIMARY_JSON, PRIMARY_BINARY] {
+            put(&f, image, r)?;
+            f.sync_all()?;
+        }
+        put(&f, image, AFTER_PRIMARY)?;
+        write_padding(&f)?;
+        f.sync_all()
+    };
+    write().map_err(|source| StorageError::Write {
         volume: volume.to_owned(),
         device: device.to_owned(),
         what: "the new LUKS2 header",
@@ -198,6 +227,15 @@ pub(crate) fn commit_new_header(
     Ok(())
 }
 
+/// `pwrite` of the range `r` of `image` at the same offset of `f`.
+fn put(f: &std::fs::File, image: &[u8], r: std::ops::Range<u64>) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let bytes = image
+        .get(r.start as usize..r.end as usize)
+        .ok_or_else(|| std::io::Error::other("header image shorter than the range written"))?;
+    f.write_all_at(bytes, r.start)
+}
+
 /// `pwrite` + `fsync` of each range of `image` at the same offset of
 /// `device`, in order.
 pub(super) fn write_ranges(
@@ -205,13 +243,9 @@ pub(super) fn write_ranges(
     image: &[u8],
     ranges: &[std::ops::Range<u64>],
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new().write(true).open(device)?;
     for r in ranges {
-        let bytes = image
-            .get(r.start as usize..r.end as usize)
-            .ok_or_else(|| std::io::Error::other("header image shorter than the range written"))?;
-        f.write_all_at(bytes, r.start)?;
+        put(&f, image, r.clone())?;
         f.sync_all()?;
     }
     Ok(())
