@@ -414,7 +414,8 @@ impl HeaderCopy {
             what: "the updated LUKS2 header",
             source,
         };
-        let image = std::fs::read(&self.path).map_err(write_err)?;
+        // The two metadata areas, not the copy's whole (sparse) 16 MiB.
+        let image = ondisk::read_metadata(&self.path, DATA_OFFSET).map_err(write_err)?;
         write_ranges(
             &self.device,
             &image,
