@@ -34,6 +34,9 @@ pub struct Options {
     pub reps: usize,
     /// Size of (c)'s blank disk.
     pub blank_gib: u64,
+    /// Report the release binary's size (`target/release/cvm-init`,
+    /// which scripts/bench builds first).
+    pub release: bool,
 }
 
 /// Which boot.
@@ -219,7 +222,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         blank_gib: opts.blank_gib,
         samples,
         cryptsetup,
-        sizes: sizes(&bench, &plain_initrd)?,
+        sizes: sizes(&bench, &plain_initrd, opts.release)?,
     };
     let text = table::render(&report);
     println!("\n{text}");
@@ -396,7 +399,7 @@ fn zstd_size(bytes: &[u8]) -> Result<u64> {
     Ok(out.stdout.len() as u64)
 }
 
-fn sizes(bench: &AgentBench, plain_initrd: &Path) -> Result<Sizes> {
+fn sizes(bench: &AgentBench, plain_initrd: &Path, release: bool) -> Result<Sizes> {
     let agent = zstd_size(&std::fs::read(&bench.initrd)?)?;
     let plain = zstd_size(&std::fs::read(plain_initrd)?)?;
     // The files only the agent's initramfs has: the agent, its libraries,
@@ -433,7 +436,8 @@ fn sizes(bench: &AgentBench, plain_initrd: &Path) -> Result<Sizes> {
         .cvm_init
         .parent()
         .and_then(Path::parent)
-        .map(|target| target.join("release/cvm-init"));
+        .map(|target| target.join("release/cvm-init"))
+        .filter(|_| release);
     Ok(Sizes {
         release_binary_bytes: release
             .and_then(|p| std::fs::metadata(p).ok())

@@ -63,6 +63,10 @@ enum Cmd {
         /// Size of the blank disk of the first boot (sparse), GiB.
         #[arg(long, default_value_t = 8)]
         blank_gib: u64,
+        /// Do not report the release binary's size (scripts/bench then
+        /// skips its LTO build, as CI does).
+        #[arg(long)]
+        no_release: bool,
     },
     /// Write the demo workload's ext4 root image.
     WorkloadImage {
@@ -129,12 +133,14 @@ fn main() -> Result<()> {
             out,
             reps,
             blank_gib,
+            no_release,
         } => {
             bench::run(&bench::Options {
                 workdir,
                 out,
                 reps,
                 blank_gib,
+                release: !no_release,
             })?;
         }
         Cmd::WorkloadImage { out } => {
