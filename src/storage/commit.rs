@@ -195,26 +195,35 @@ pub(crate) fn commit_new_header(
     device: &Path,
     image: &[u8],
 ) -> Result<(), StorageError> {
-    let write = || -> std::io::Result<()> {
-        // With O_DIRECT (from an aligned copy of the image: every range
-        // is block-aligned), the 16 MiB go to the disk without a copy
-        // through the page cache; `fsync` still flushes the disk's cache.
-        let f = match direct::open(device, true) {
-            Some(f) => f,
-            None => std::fs::OpenOptions::new().write(true).open(device)?,
-        };
-        let mut aligned = direct::Buffer::new(image.len());
-        aligned.as_mut_slice().copy_from_slice(image);
-        let image = aligned.as_slice();
+    let mut aligned = direct::Buffer::new(image.len());
+    aligned.as_mut_slice().copy_from_slice(image);
+    let image = aligned.as_slice();
+    let write = |f: &std::fs::File| -> std::io::Result<()> {
         for r in [PRIMARY_JSON, PRIMARY_BINARY] {
-            put(&f, image, r)?;
+            put(f, image, r)?;
             f.sync_all()?;
         }
-        put(&f, image, AFTER_PRIMARY)?;
-        write_padding(&f)?;
+        put(f, image, AFTER_PRIMARY)?;
+        write_padding(f)?;
         f.sync_all()
     };
-    write().map_err(|source| StorageError::Write {
+    let buffered = || std::fs::OpenOptions::new().write(true).open(device);
+    // With O_DIRECT (from an aligned copy of the image: every range is
+    // block-aligned), the 16 MiB go to the disk without a copy through the
+    // page cache; `fsync` still flushes the disk's cache. A device that
+    // refuses an O_DIRECT write (a logical block size above 4096) gets the
+    // same writes again the ordinary way: the same bytes in the same
+    // order, so a power cut in between leaves what the steps allow.
+    let written = match direct::open(device, true) {
+        Some(f) => match write(&f) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                buffered().and_then(|f| write(&f))
+            }
+            other => other,
+        },
+        None => buffered().and_then(|f| write(&f)),
+    };
+    written.map_err(|source| StorageError::Write {
         volume: volume.to_owned(),
         device: device.to_owned(),
         what: "the new LUKS2 header",
